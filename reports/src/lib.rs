@@ -1,0 +1,1 @@
+//! Report writers; filled by the "Reports" issue.
