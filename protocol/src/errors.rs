@@ -62,9 +62,9 @@ pub enum Severity {
     Fatal = 1,
     /// Retry up to [`crate::profile::RETRY_LIMIT`], then escalate to Fatal (SPEC-VI-02).
     Recoverable = 2,
-    /// MUST be logged, SHOULD be surfaced (SPEC-VI-03).
+    /// MUST be logged, SHOULD be surfaced (SPEC-VI-04, SPEC-VI-05).
     Warning = 3,
-    /// Logging only (SPEC VI).
+    /// Logging only (SPEC-VI-I05).
     Informational = 4,
 }
 
