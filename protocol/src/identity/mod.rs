@@ -1,1 +1,13 @@
-//! Placeholder; filled in this issue.
+//! Identity Layer (SPEC III-A, BIND II): did:mtp identifiers, Multikey public keys and
+//! DID Documents.
+
+pub mod did;
+pub mod document;
+pub mod multikey;
+
+pub use did::{AnyDid, Did, DidError, DidUrl};
+pub use document::{
+    AgentDocumentParams, AlgorithmSupport, AsyncEndpoint, DidDocument, Relationship, Service,
+    SupportedAlgorithms, SyncEndpoint, VerificationMethod,
+};
+pub use multikey::{KeyType, Multikey, MultikeyError};
