@@ -21,6 +21,7 @@ pub mod identity;
 pub mod taxonomy;
 
 pub mod primitives;
+pub mod error_record;
 pub mod negotiation;
 pub mod commitment;
 pub mod discovery;
