@@ -13,6 +13,7 @@ use mtp_protocol::crypto::{
 };
 use mtp_protocol::errors::{Coded, ErrorCode};
 use mtp_protocol::identity::Did;
+use mtp_protocol::primitives::{CborObject, Offer, SingleSigned};
 use mtp_protocol::state_machine::{self, TxEvent, TxState};
 use mtp_protocol::time::Timestamp;
 use mtp_protocol::uuid::{MtpUuid, ObjectType, UuidRegistry};
@@ -318,6 +319,72 @@ const CHECKS: &[Check] = &[
             ensure(bf == crypto::negotiate(&full, &base).map_err(|e| e.to_string())?, "not symmetric")?;
             ensure(bf.signature == SignatureAlgorithm::MlDsa65, "baseline × full")?;
             Ok("baseline→65/768, full→87/1024, symmetric".into())
+        },
+    },
+    Check {
+        id: "objects.offer-signature",
+        title: "an Offer's ML-DSA-65 signature covers the deterministic CBOR of every other field",
+        requirements: &["SPEC-II-A-03", "SPEC-II-A-05", "BIND-VII-A-06", "BIND-IV-C-03"],
+        run: |c| {
+            let key = c.key(SignatureAlgorithm::MlDsa65, "offer-signer");
+            let did = Did::derive(SignatureAlgorithm::MlDsa65, key.public_key().as_bytes())
+                .map_err(|e| e.to_string())?;
+            let id = MtpUuid::generate(ObjectType::Offer, c.now(), did.as_str(), c.rng("offer").bytes())
+                .map_err(|e| e.to_string())?;
+            let tdate = |s: &str| Value::Tag(0, Box::new(Value::text(s)));
+            // Written from BIND VII-A and BIND VIII-B (inference quality dimensions).
+            let v = Value::map([
+                ("offer_id", Value::bytes(id.as_bytes().to_vec())),
+                ("agent_id", Value::text(did.as_str())),
+                ("value_type", Value::text("inference.text_generation")),
+                ("description", Value::map([
+                    ("human", Value::text("Product description generation")),
+                    ("machine", Value::map([("max_tokens", Value::Integer(2048))])),
+                ])),
+                ("terms_template", Value::map([
+                    ("price", Value::map([("amount", Value::Float(0.08)), ("unit", Value::text("USD"))])),
+                    ("delivery", Value::map([("method", Value::text("synchronous"))])),
+                    ("quality", Value::map([
+                        ("accuracy_threshold", Value::Float(0.92f32 as f64)),
+                        ("max_latency_ms", Value::Integer(3000)),
+                        ("output_format", Value::text("application/json")),
+                        ("model_version", Value::text("m-2026-03")),
+                    ])),
+                ])),
+                ("validity_window", Value::map([
+                    ("not_before", tdate("2026-03-06T00:00:00Z")),
+                    ("not_after", tdate("2026-06-06T00:00:00Z")),
+                ])),
+                ("signature", Value::map([
+                    ("algorithm", Value::text("ML-DSA-65")),
+                    ("value", Value::bytes(vec![0; 3309])),
+                ])),
+            ]);
+            let mut offer = Offer::from_value(&v).map_err(|e| e.to_string())?;
+            offer.sign(&key, None).map_err(|e| e.to_string())?;
+            let pk = key.public_key();
+            offer.verify_signature(&pk).map_err(|e| e.to_string())?;
+            // Decoded from its bytes, it still verifies; a field changed after signing does not.
+            let bytes = offer.to_cbor();
+            Offer::from_cbor(&bytes).map_err(|e| e.to_string())?.verify_signature(&pk).map_err(|e| e.to_string())?;
+            let mut tampered = Value::clone(&offer.to_value());
+            if let Value::Map(m) = &mut tampered {
+                for (k, val) in m.iter_mut() {
+                    if k.as_text() == Some("value_type") {
+                        *val = Value::text("inference.translation");
+                    }
+                }
+            }
+            let t = Offer::from_value(&tampered).map_err(|e| e.to_string())?;
+            ensure(
+                code_of(t.verify_signature(&pk)) == Some(ErrorCode::SignatureVerificationFailure),
+                "tampered offer verified",
+            )?;
+            // JSON is converted back to deterministic CBOR before verification (BIND IV-C).
+            let json = mtp_protocol::primitives::json::to_json(&offer).map_err(|e| e.to_string())?;
+            let back: Offer = mtp_protocol::primitives::json::from_json(&json).map_err(|e| e.to_string())?;
+            back.verify_signature(&pk).map_err(|e| e.to_string())?;
+            Ok(format!("offer {} bytes, tamper → 1100, JSON round trip verifies", bytes.len()))
         },
     },
     Check {
