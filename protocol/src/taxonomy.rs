@@ -226,7 +226,7 @@ impl DimensionKind {
         match self {
             DimensionKind::Enum(_) => "one of the enumerated values",
             DimensionKind::Uint => "an unsigned integer",
-            DimensionKind::Fraction => "a number in [0.0, 1.0]",
+            DimensionKind::Fraction => "a float in [0.0, 1.0]",
             DimensionKind::Percent => "a number in [0, 100]",
             DimensionKind::NonNegativeNumber => "a non-negative number",
             DimensionKind::Duration => "an ISO 8601 duration (PnYnMnDTnHnMnS or PnW)",
@@ -471,7 +471,11 @@ fn check_kind(
     let ok = match kind {
         DimensionKind::Enum(values) => v.as_text().is_some_and(|s| values.contains(&s)),
         DimensionKind::Uint => matches!(v, Value::Integer(i) if *i >= 0),
-        DimensionKind::Fraction => finite_number(v).is_some_and(|f| (0.0..=1.0).contains(&f)),
+        // BIND VIII-B/C: "a float between 0.0 and 1.0" — a CBOR float, so the JSON
+        // round trip (PROFILE G-27) restores the same bytes.
+        DimensionKind::Fraction => {
+            matches!(v, Value::Float(f) if f.is_finite() && (0.0..=1.0).contains(f))
+        }
         DimensionKind::Percent => finite_number(v).is_some_and(|f| (0.0..=100.0).contains(&f)),
         DimensionKind::NonNegativeNumber => finite_number(v).is_some_and(|f| f >= 0.0),
         DimensionKind::Duration => v.as_text().is_some_and(is_iso8601_duration),
@@ -893,7 +897,7 @@ mod tests {
                 ("compute_type", "gpu".into()),
                 ("compute_units", 3600u64.into()),
                 ("duration", "PT1H".into()),
-                ("availability_guarantee", 1u64.into()),
+                ("availability_guarantee", Value::Float(1.0)),
                 ("memory_gb", 80u64.into()),
             ],
             Category::DigitalGoods => vec![
@@ -1018,8 +1022,10 @@ mod tests {
         let c = Category::Inference;
         let q = valid_quality(c);
         let wrong = |key: &str, v: Value| check_quality(c, &replace(&q, key, v)).is_err();
-        assert!(!wrong("accuracy_threshold", 0u64.into()));
-        assert!(!wrong("accuracy_threshold", 1u64.into()));
+        // Fractions are CBOR floats (BIND VIII-B "a float"): integers are refused.
+        assert!(wrong("accuracy_threshold", 0u64.into()));
+        assert!(wrong("accuracy_threshold", 1u64.into()));
+        assert!(!wrong("accuracy_threshold", Value::Float(0.0)));
         assert!(!wrong("accuracy_threshold", Value::Float(1.0)));
         assert!(wrong("accuracy_threshold", Value::Float(1.0000001)));
         assert!(wrong("accuracy_threshold", Value::Float(-0.1)));

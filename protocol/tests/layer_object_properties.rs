@@ -567,24 +567,9 @@ fn arb_index_query() -> impl Strategy<Value = IndexQuery> {
         )
 }
 
-/// An Offer whose `quality.accuracy_threshold` is not integral: the Offer's JSON hints do
-/// not cover that quality dimension (primitives), so 0.0 and 1.0 would come back as ints.
-fn arb_json_safe_offer() -> impl Strategy<Value = Offer> {
-    arb_offer().prop_map(|mut o| {
-        for (k, v) in o.terms_template.quality.iter_mut() {
-            if k.as_text() == Some("accuracy_threshold")
-                && v.as_f64().is_some_and(|f| f.fract() == 0.0)
-            {
-                *v = Value::Float(0.5);
-            }
-        }
-        o
-    })
-}
-
 fn arb_index_result() -> impl Strategy<Value = IndexResult> {
     (
-        arb_json_safe_offer(),
+        arb_offer(),
         arb_uuid(ObjectType::Manifest),
         arb_timestamp(),
         arb_unknown_map(),

@@ -451,6 +451,21 @@ impl Offer {
 }
 
 const OFFER_HINTS: &[Hint] = &[
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "terms_template.quality.accuracy_threshold",
+        kind: Kind::Float,
+    },
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "terms_template.quality.availability_guarantee",
+        kind: Kind::Float,
+    },
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "terms_template.quality.reliability_guarantee",
+        kind: Kind::Float,
+    },
     Hint {
         path: "offer_id",
         kind: Kind::Uuid,

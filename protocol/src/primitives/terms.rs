@@ -365,6 +365,21 @@ impl Terms {
 }
 
 const TERMS_HINTS: &[Hint] = &[
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "quality.accuracy_threshold",
+        kind: Kind::Float,
+    },
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "quality.availability_guarantee",
+        kind: Kind::Float,
+    },
+    // Fraction quality dimensions are floats (BIND VIII; PROFILE G-27, G-43).
+    Hint {
+        path: "quality.reliability_guarantee",
+        kind: Kind::Float,
+    },
     Hint {
         path: "terms_id",
         kind: Kind::Uuid,
