@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 mod selfcheck;
 
 #[derive(Parser)]
-#[command(name = "mtp-cert", version, about = "Conformance harness for the Massachusetts Transaction Protocol")]
+#[command(
+    name = "mtp-cert",
+    version,
+    about = "Conformance harness for the Massachusetts Transaction Protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -20,6 +20,8 @@ use mtp_protocol::uuid::{MtpUuid, ObjectType, UuidRegistry};
 use mtp_protocol::{audit, wire};
 
 type CheckResult = Result<String, String>;
+/// A `cbor::mutate` fault injector.
+type Mutator = fn(&[u8]) -> Option<Vec<u8>>;
 
 struct Check {
     id: &'static str,
@@ -94,20 +96,29 @@ const CHECKS: &[Check] = &[
     Check {
         id: "cbor.strict-decoder-rejects",
         title: "the strict decoder refuses every non-deterministic variant with 0101",
-        requirements: &["BIND-IV-A-01", "BIND-IV-A-02", "BIND-IV-A-03", "BIND-IV-A-04", "BIND-IV-A-05"],
+        requirements: &[
+            "BIND-IV-A-01",
+            "BIND-IV-A-02",
+            "BIND-IV-A-03",
+            "BIND-IV-A-04",
+            "BIND-IV-A-05",
+        ],
         run: |_| {
             // Text keys sort the same bytewise and length-first (the head encodes the length);
             // an integer key inside an open map makes the RFC 7049 order differ.
             let v = Value::Map(vec![
                 (Value::text("amount"), Value::Float(1.5)),
-                (Value::text("items"), Value::Array(vec![Value::Integer(1), Value::Integer(300)])),
+                (
+                    Value::text("items"),
+                    Value::Array(vec![Value::Integer(1), Value::Integer(300)]),
+                ),
                 (Value::text("unit"), Value::text("USD")),
                 (Value::Integer(1000), Value::Null),
                 (Value::text("a"), Value::Bool(true)),
             ]);
             let good = cbor::to_vec(&v).map_err(|e| e.to_string())?;
             ensure(cbor::from_slice(&good).is_ok(), "valid encoding refused")?;
-            let variants: [(&str, fn(&[u8]) -> Option<Vec<u8>>); 6] = [
+            let variants: [(&str, Mutator); 6] = [
                 ("reordered keys", mutate::reorder_map_keys),
                 ("indefinite length", mutate::indefinite_length),
                 ("non-shortest integer", mutate::non_shortest_int),
@@ -134,7 +145,10 @@ const CHECKS: &[Check] = &[
         requirements: &["BIND-IV-B-01"],
         run: |_| {
             let v = Value::map([
-                ("t", Value::Tag(0, Box::new(Value::text("2026-03-06T00:00:00Z")))),
+                (
+                    "t",
+                    Value::Tag(0, Box::new(Value::text("2026-03-06T00:00:00Z"))),
+                ),
                 ("b", Value::bytes(vec![0, 1, 2])),
                 ("f", Value::Float(1.5)),
             ]);
@@ -153,15 +167,25 @@ const CHECKS: &[Check] = &[
             let did = "did:mtp:self-check";
             let mut rng = c.rng("uuid");
             for ty in ObjectType::ALL {
-                let id = MtpUuid::generate(ty, c.now(), did, rng.bytes()).map_err(|e| e.to_string())?;
+                let id =
+                    MtpUuid::generate(ty, c.now(), did, rng.bytes()).map_err(|e| e.to_string())?;
                 let text = id.to_string();
                 ensure(text.len() == 67, format!("{text} is {} chars", text.len()))?;
                 ensure(text == text.to_lowercase(), "text not lowercase")?;
-                ensure(MtpUuid::parse(&text).ok() == Some(id), "text did not round-trip")?;
-                ensure(MtpUuid::from_bytes(id.as_bytes()).ok() == Some(id), "bytes did not round-trip")?;
+                ensure(
+                    MtpUuid::parse(&text).ok() == Some(id),
+                    "text did not round-trip",
+                )?;
+                ensure(
+                    MtpUuid::from_bytes(id.as_bytes()).ok() == Some(id),
+                    "bytes did not round-trip",
+                )?;
                 ensure(id.as_bytes()[0] == 0x10 | ty as u8, "version/type nibbles")?;
                 // Source = first 48 bits of SHA-256 of the DID (BIND IX).
-                ensure(id.as_bytes()[9..15] == crypto::sha256(did.as_bytes())[..6], "source field")?;
+                ensure(
+                    id.as_bytes()[9..15] == crypto::sha256(did.as_bytes())[..6],
+                    "source field",
+                )?;
             }
             Ok("9 object types".into())
         },
@@ -173,15 +197,18 @@ const CHECKS: &[Check] = &[
         run: |_| {
             // A valid Terms id (version 1, type 3), then single-rule violations of it.
             let good = format!("13-0018a3f29bc7a103-7a3f2b9c1d4e-4f5a{}", "0".repeat(30));
-            ensure(good.len() == 67 && MtpUuid::parse(&good).is_ok(), "reference id refused")?;
+            ensure(
+                good.len() == 67 && MtpUuid::parse(&good).is_ok(),
+                "reference id refused",
+            )?;
             let bad = [
-                good.to_uppercase(),                              // uppercase
-                format!("03{}", &good[2..]),                      // version 0 (as in the SPEC II examples)
-                format!("10{}", &good[2..]),                      // reserved type 0x0
-                format!("{}{}", &good[..66], ""),                 // 66 characters
-                format!("{good}0"),                               // 68 characters
-                good.replacen('-', "", 1) + "-",                  // misplaced hyphen
-                good.replacen('a', "g", 1),                       // non-hex character
+                good.to_uppercase(),              // uppercase
+                format!("03{}", &good[2..]),      // version 0 (as in the SPEC II examples)
+                format!("10{}", &good[2..]),      // reserved type 0x0
+                format!("{}{}", &good[..66], ""), // 66 characters
+                format!("{good}0"),               // 68 characters
+                good.replacen('-', "", 1) + "-",  // misplaced hyphen
+                good.replacen('a', "g", 1),       // non-hex character
                 // The SPEC II-A example id, completed to 67 characters.
                 format!("01-0018A3F29B7C4E01-7A3F2B9C1D4E-8F2A{}", "0".repeat(30)),
             ];
@@ -207,7 +234,10 @@ const CHECKS: &[Check] = &[
             let mut reg = UuidRegistry::new();
             reg.reserve(id, [1; 32]).map_err(|e| e.to_string())?;
             ensure(reg.reserve(id, [1; 32]).is_ok(), "identical resend refused")?;
-            ensure(code_of(reg.reserve(id, [2; 32])) == Some(ErrorCode::UuidReuse), "reuse not 0100")?;
+            ensure(
+                code_of(reg.reserve(id, [2; 32])) == Some(ErrorCode::UuidReuse),
+                "reuse not 0100",
+            )?;
             Ok("reuse → 0100".into())
         },
     },
@@ -217,18 +247,28 @@ const CHECKS: &[Check] = &[
         requirements: &["BIND-II-A-I02"],
         run: |c| {
             let pk = c.key(SignatureAlgorithm::MlDsa65, "did").public_key();
-            let did = Did::derive(SignatureAlgorithm::MlDsa65, pk.as_bytes()).map_err(|e| e.to_string())?;
+            let did = Did::derive(SignatureAlgorithm::MlDsa65, pk.as_bytes())
+                .map_err(|e| e.to_string())?;
             let want = format!("did:mtp:{}", bs58_encode(&crypto::sha256(pk.as_bytes())));
             ensure(did.as_str() == want, format!("{} != {want}", did.as_str()))?;
             ensure(Did::parse(&want).is_ok(), "derived DID does not parse")?;
-            ensure(Did::parse(&want.replace("did:mtp:", "did:mtp:z")).is_err(), "multibase prefix accepted")?;
+            ensure(
+                Did::parse(&want.replace("did:mtp:", "did:mtp:z")).is_err(),
+                "multibase prefix accepted",
+            )?;
             Ok(want)
         },
     },
     Check {
         id: "crypto.signatures",
         title: "ML-DSA-65, ML-DSA-87 and SLH-DSA-SHA2-192s sign and verify with the designated sizes",
-        requirements: &["SPEC-VIII-A-01", "SPEC-VIII-A-06", "BIND-VI-A-01", "BIND-VI-A-03", "BIND-VI-C-01"],
+        requirements: &[
+            "SPEC-VIII-A-01",
+            "SPEC-VIII-A-06",
+            "BIND-VI-A-01",
+            "BIND-VI-A-03",
+            "BIND-VI-C-01",
+        ],
         run: |c| {
             let mut out = Vec::new();
             for (alg, pk_len, sig_len) in [
@@ -239,11 +279,19 @@ const CHECKS: &[Check] = &[
                 let key = c.key(alg, alg.label());
                 let pk = key.public_key();
                 let sig = key.sign(b"mtp self-check");
-                ensure(pk.as_bytes().len() == pk_len, format!("{} pk {}", alg.label(), pk.as_bytes().len()))?;
-                ensure(sig.len() == sig_len, format!("{} sig {}", alg.label(), sig.len()))?;
-                pk.verify(b"mtp self-check", &sig).map_err(|e| e.to_string())?;
                 ensure(
-                    code_of(pk.verify(b"mtp self-check!", &sig)) == Some(ErrorCode::SignatureVerificationFailure),
+                    pk.as_bytes().len() == pk_len,
+                    format!("{} pk {}", alg.label(), pk.as_bytes().len()),
+                )?;
+                ensure(
+                    sig.len() == sig_len,
+                    format!("{} sig {}", alg.label(), sig.len()),
+                )?;
+                pk.verify(b"mtp self-check", &sig)
+                    .map_err(|e| e.to_string())?;
+                ensure(
+                    code_of(pk.verify(b"mtp self-check!", &sig))
+                        == Some(ErrorCode::SignatureVerificationFailure),
                     "tampered message verified",
                 )?;
                 out.push(format!("{} {sig_len} B", alg.label()));
@@ -254,14 +302,28 @@ const CHECKS: &[Check] = &[
     Check {
         id: "crypto.forbidden-algorithms",
         title: "ML-DSA-44, ML-KEM-512 and pre-quantum algorithms are refused",
-        requirements: &["BIND-VI-A-03", "BIND-VI-B-02", "SPEC-VIII-A-02", "SPEC-VIII-A-05"],
+        requirements: &[
+            "BIND-VI-A-03",
+            "BIND-VI-B-02",
+            "SPEC-VIII-A-02",
+            "SPEC-VIII-A-05",
+        ],
         run: |_| {
             for label in ["ML-DSA-44", "Ed25519", "ECDSA", "RSA"] {
-                ensure(crypto::verify(label, &[0; 32], b"m", &[0; 64]).is_err(), format!("{label} accepted"))?;
-                ensure(SignatureAlgorithm::from_label(label).is_err(), format!("{label} parsed"))?;
+                ensure(
+                    crypto::verify(label, &[0; 32], b"m", &[0; 64]).is_err(),
+                    format!("{label} accepted"),
+                )?;
+                ensure(
+                    SignatureAlgorithm::from_label(label).is_err(),
+                    format!("{label} parsed"),
+                )?;
             }
             for label in ["ML-KEM-512", "X25519", "ECDH", "X25519MLKEM768"] {
-                ensure(KemAlgorithm::from_label(label).is_err(), format!("{label} parsed"))?;
+                ensure(
+                    KemAlgorithm::from_label(label).is_err(),
+                    format!("{label} parsed"),
+                )?;
             }
             let p = AlgorithmSupportProfile::from_labels(
                 &["ML-DSA-65", "ML-DSA-44"],
@@ -269,7 +331,10 @@ const CHECKS: &[Check] = &[
                 &["AES-256-GCM"],
                 &["SHA-256"],
             );
-            ensure(code_of(p) == Some(ErrorCode::AlgorithmNegotiationFailure), "profile with ML-DSA-44 accepted")?;
+            ensure(
+                code_of(p) == Some(ErrorCode::AlgorithmNegotiationFailure),
+                "profile with ML-DSA-44 accepted",
+            )?;
             Ok("8 labels refused".into())
         },
     },
@@ -279,12 +344,22 @@ const CHECKS: &[Check] = &[
         requirements: &["SPEC-VIII-A-04", "BIND-VI-B-01"],
         run: |c| {
             let mut rng = c.rng("kem");
-            for (alg, ek_len, ct_len) in [(KemAlgorithm::MlKem768, 1184, 1088), (KemAlgorithm::MlKem1024, 1568, 1568)] {
+            for (alg, ek_len, ct_len) in [
+                (KemAlgorithm::MlKem768, 1184, 1088),
+                (KemAlgorithm::MlKem1024, 1568, 1568),
+            ] {
                 let dk = DecapsulationKey::from_seed(alg, &rng.bytes());
                 let ek = dk.encapsulation_key();
-                let (ct, ss) = crypto::encapsulate(alg, &ek, &rng.bytes()).map_err(|e| e.to_string())?;
-                ensure(ek.len() == ek_len && ct.len() == ct_len, format!("{} sizes", alg.label()))?;
-                ensure(dk.decapsulate(&ct).map_err(|e| e.to_string())? == ss, "shared secrets differ")?;
+                let (ct, ss) =
+                    crypto::encapsulate(alg, &ek, &rng.bytes()).map_err(|e| e.to_string())?;
+                ensure(
+                    ek.len() == ek_len && ct.len() == ct_len,
+                    format!("{} sizes", alg.label()),
+                )?;
+                ensure(
+                    dk.decapsulate(&ct).map_err(|e| e.to_string())? == ss,
+                    "shared secrets differ",
+                )?;
             }
             Ok("768 and 1024".into())
         },
@@ -297,10 +372,17 @@ const CHECKS: &[Check] = &[
             let (key, iv) = ([3u8; 32], [4u8; 12]);
             let ct = crypto::aead::seal(&key, &iv, b"aad", b"plaintext");
             ensure(ct.len() == 9 + 16, "tag is not 128 bits")?;
-            ensure(crypto::aead::open(&key, &iv, b"aad", &ct).ok().as_deref() == Some(&b"plaintext"[..]), "open")?;
+            ensure(
+                crypto::aead::open(&key, &iv, b"aad", &ct).ok().as_deref()
+                    == Some(&b"plaintext"[..]),
+                "open",
+            )?;
             let mut t = IvTracker::new();
             t.check_and_record(&key, &iv).map_err(|e| e.to_string())?;
-            ensure(code_of(t.check_and_record(&key, &iv)) == Some(ErrorCode::IvReuse), "IV reuse not 0104")?;
+            ensure(
+                code_of(t.check_and_record(&key, &iv)) == Some(ErrorCode::IvReuse),
+                "IV reuse not 0104",
+            )?;
             Ok("reuse → 0104".into())
         },
     },
@@ -314,51 +396,100 @@ const CHECKS: &[Check] = &[
             let bb = crypto::negotiate(&base, &base).map_err(|e| e.to_string())?;
             let ff = crypto::negotiate(&full, &full).map_err(|e| e.to_string())?;
             let bf = crypto::negotiate(&base, &full).map_err(|e| e.to_string())?;
-            ensure(bb.signature == SignatureAlgorithm::MlDsa65 && bb.kem == KemAlgorithm::MlKem768, "baseline")?;
-            ensure(ff.signature == SignatureAlgorithm::MlDsa87 && ff.kem == KemAlgorithm::MlKem1024, "full")?;
-            ensure(bf == crypto::negotiate(&full, &base).map_err(|e| e.to_string())?, "not symmetric")?;
-            ensure(bf.signature == SignatureAlgorithm::MlDsa65, "baseline × full")?;
+            ensure(
+                bb.signature == SignatureAlgorithm::MlDsa65 && bb.kem == KemAlgorithm::MlKem768,
+                "baseline",
+            )?;
+            ensure(
+                ff.signature == SignatureAlgorithm::MlDsa87 && ff.kem == KemAlgorithm::MlKem1024,
+                "full",
+            )?;
+            ensure(
+                bf == crypto::negotiate(&full, &base).map_err(|e| e.to_string())?,
+                "not symmetric",
+            )?;
+            ensure(
+                bf.signature == SignatureAlgorithm::MlDsa65,
+                "baseline × full",
+            )?;
             Ok("baseline→65/768, full→87/1024, symmetric".into())
         },
     },
     Check {
         id: "objects.offer-signature",
         title: "an Offer's ML-DSA-65 signature covers the deterministic CBOR of every other field",
-        requirements: &["SPEC-II-A-03", "SPEC-II-A-05", "BIND-VII-A-06", "BIND-IV-C-03"],
+        requirements: &[
+            "SPEC-II-A-03",
+            "SPEC-II-A-05",
+            "BIND-VII-A-06",
+            "BIND-IV-C-03",
+        ],
         run: |c| {
             let key = c.key(SignatureAlgorithm::MlDsa65, "offer-signer");
             let did = Did::derive(SignatureAlgorithm::MlDsa65, key.public_key().as_bytes())
                 .map_err(|e| e.to_string())?;
-            let id = MtpUuid::generate(ObjectType::Offer, c.now(), did.as_str(), c.rng("offer").bytes())
-                .map_err(|e| e.to_string())?;
+            let id = MtpUuid::generate(
+                ObjectType::Offer,
+                c.now(),
+                did.as_str(),
+                c.rng("offer").bytes(),
+            )
+            .map_err(|e| e.to_string())?;
             let tdate = |s: &str| Value::Tag(0, Box::new(Value::text(s)));
             // Written from BIND VII-A and BIND VIII-B (inference quality dimensions).
             let v = Value::map([
                 ("offer_id", Value::bytes(id.as_bytes().to_vec())),
                 ("agent_id", Value::text(did.as_str())),
                 ("value_type", Value::text("inference.text_generation")),
-                ("description", Value::map([
-                    ("human", Value::text("Product description generation")),
-                    ("machine", Value::map([("max_tokens", Value::Integer(2048))])),
-                ])),
-                ("terms_template", Value::map([
-                    ("price", Value::map([("amount", Value::Float(0.08)), ("unit", Value::text("USD"))])),
-                    ("delivery", Value::map([("method", Value::text("synchronous"))])),
-                    ("quality", Value::map([
-                        ("accuracy_threshold", Value::Float(0.92f32 as f64)),
-                        ("max_latency_ms", Value::Integer(3000)),
-                        ("output_format", Value::text("application/json")),
-                        ("model_version", Value::text("m-2026-03")),
-                    ])),
-                ])),
-                ("validity_window", Value::map([
-                    ("not_before", tdate("2026-03-06T00:00:00Z")),
-                    ("not_after", tdate("2026-06-06T00:00:00Z")),
-                ])),
-                ("signature", Value::map([
-                    ("algorithm", Value::text("ML-DSA-65")),
-                    ("value", Value::bytes(vec![0; 3309])),
-                ])),
+                (
+                    "description",
+                    Value::map([
+                        ("human", Value::text("Product description generation")),
+                        (
+                            "machine",
+                            Value::map([("max_tokens", Value::Integer(2048))]),
+                        ),
+                    ]),
+                ),
+                (
+                    "terms_template",
+                    Value::map([
+                        (
+                            "price",
+                            Value::map([
+                                ("amount", Value::Float(0.08)),
+                                ("unit", Value::text("USD")),
+                            ]),
+                        ),
+                        (
+                            "delivery",
+                            Value::map([("method", Value::text("synchronous"))]),
+                        ),
+                        (
+                            "quality",
+                            Value::map([
+                                ("accuracy_threshold", Value::Float(0.92f32 as f64)),
+                                ("max_latency_ms", Value::Integer(3000)),
+                                ("output_format", Value::text("application/json")),
+                                ("model_version", Value::text("m-2026-03")),
+                            ]),
+                        ),
+                    ]),
+                ),
+                (
+                    "validity_window",
+                    Value::map([
+                        ("not_before", tdate("2026-03-06T00:00:00Z")),
+                        ("not_after", tdate("2026-06-06T00:00:00Z")),
+                    ]),
+                ),
+                (
+                    "signature",
+                    Value::map([
+                        ("algorithm", Value::text("ML-DSA-65")),
+                        ("value", Value::bytes(vec![0; 3309])),
+                    ]),
+                ),
             ]);
             let mut offer = Offer::from_value(&v).map_err(|e| e.to_string())?;
             offer.sign(&key, None).map_err(|e| e.to_string())?;
@@ -366,7 +497,10 @@ const CHECKS: &[Check] = &[
             offer.verify_signature(&pk).map_err(|e| e.to_string())?;
             // Decoded from its bytes, it still verifies; a field changed after signing does not.
             let bytes = offer.to_cbor();
-            Offer::from_cbor(&bytes).map_err(|e| e.to_string())?.verify_signature(&pk).map_err(|e| e.to_string())?;
+            Offer::from_cbor(&bytes)
+                .map_err(|e| e.to_string())?
+                .verify_signature(&pk)
+                .map_err(|e| e.to_string())?;
             let mut tampered = Value::clone(&offer.to_value());
             if let Value::Map(m) = &mut tampered {
                 for (k, val) in m.iter_mut() {
@@ -381,10 +515,15 @@ const CHECKS: &[Check] = &[
                 "tampered offer verified",
             )?;
             // JSON is converted back to deterministic CBOR before verification (BIND IV-C).
-            let json = mtp_protocol::primitives::json::to_json(&offer).map_err(|e| e.to_string())?;
-            let back: Offer = mtp_protocol::primitives::json::from_json(&json).map_err(|e| e.to_string())?;
+            let json =
+                mtp_protocol::primitives::json::to_json(&offer).map_err(|e| e.to_string())?;
+            let back: Offer =
+                mtp_protocol::primitives::json::from_json(&json).map_err(|e| e.to_string())?;
             back.verify_signature(&pk).map_err(|e| e.to_string())?;
-            Ok(format!("offer {} bytes, tamper → 1100, JSON round trip verifies", bytes.len()))
+            Ok(format!(
+                "offer {} bytes, tamper → 1100, JSON round trip verifies",
+                bytes.len()
+            ))
         },
     },
     Check {
@@ -397,14 +536,25 @@ const CHECKS: &[Check] = &[
                 .flat_map(|&f| TxState::ALL.iter().map(move |&t| (f, t)))
                 .filter(|&(f, t)| state_machine::is_allowed(f, t))
                 .collect();
-            ensure(allowed.len() == 14, format!("{} allowed pairs", allowed.len()))?;
+            ensure(
+                allowed.len() == 14,
+                format!("{} allowed pairs", allowed.len()),
+            )?;
             let e = state_machine::transition(TxState::Fulfilled, &TxEvent::MandateActivated);
-            ensure(code_of(e) == Some(ErrorCode::UndefinedTransition), "terminal state left")?;
+            ensure(
+                code_of(e) == Some(ErrorCode::UndefinedTransition),
+                "terminal state left",
+            )?;
             let f = state_machine::transition(
                 TxState::Settling,
-                &TxEvent::FatalError { code: ErrorCode::SettlementReversalFailed },
+                &TxEvent::FatalError {
+                    code: ErrorCode::SettlementReversalFailed,
+                },
             );
-            ensure(f.ok() == Some(TxState::Failed), "Fatal does not lead to Failed")?;
+            ensure(
+                f.ok() == Some(TxState::Failed),
+                "Fatal does not lead to Failed",
+            )?;
             Ok("14 of 100 pairs allowed".into())
         },
     },
@@ -416,13 +566,27 @@ const CHECKS: &[Check] = &[
             let mut trail = audit::AuditTrail::new([5; 32]);
             let agents = vec!["did:mtp:a".to_owned(), "did:mtp:b".to_owned()];
             let steps = [
-                (TxState::Initiated, TxState::Negotiating, TxEvent::NegotiationInitiated),
-                (TxState::Negotiating, TxState::Committed, TxEvent::MandateFullySigned),
-                (TxState::Committed, TxState::Settling, TxEvent::MandateActivated),
+                (
+                    TxState::Initiated,
+                    TxState::Negotiating,
+                    TxEvent::NegotiationInitiated,
+                ),
+                (
+                    TxState::Negotiating,
+                    TxState::Committed,
+                    TxEvent::MandateFullySigned,
+                ),
+                (
+                    TxState::Committed,
+                    TxState::Settling,
+                    TxEvent::MandateActivated,
+                ),
             ];
             for (i, (f, t, e)) in steps.iter().enumerate() {
                 let at = c.now().add_secs(i as i64).ok_or("time")?;
-                trail.record_transition(*f, *t, e, &agents, at).map_err(|e| e.to_string())?;
+                trail
+                    .record_transition(*f, *t, e, &agents, at)
+                    .map_err(|e| e.to_string())?;
             }
             audit::AuditTrail::verify(trail.entries()).map_err(|e| e.to_string())?;
             let mut bad = trail.entries().to_vec();
@@ -439,14 +603,19 @@ const CHECKS: &[Check] = &[
         title: "gRPC frames and NATS envelopes carry a checked SHA-256; envelopes are ML-KEM + AES-256-GCM",
         requirements: &["SPEC-VII-A-05", "SPEC-VII-A-06", "BIND-V-B-01"],
         run: |c| {
-            let f = wire::Frame::new("ack", Value::map([("ok", Value::Bool(true))])).map_err(|e| e.to_string())?;
+            let f = wire::Frame::new("ack", Value::map([("ok", Value::Bool(true))]))
+                .map_err(|e| e.to_string())?;
             let bytes = f.encode().map_err(|e| e.to_string())?;
             ensure(wire::Frame::decode(&bytes).is_ok(), "frame refused")?;
             let signer = c.key(SignatureAlgorithm::MlDsa65, "envelope-signer");
             let mut rng = c.rng("envelope");
             let dk = DecapsulationKey::from_seed(KemAlgorithm::MlKem768, &rng.bytes());
             let ek = dk.encapsulation_key();
-            let rcpt = [wire::RecipientKey { kid: "k1", algorithm: KemAlgorithm::MlKem768, encapsulation_key: &ek }];
+            let rcpt = [wire::RecipientKey {
+                kid: "k1",
+                algorithm: KemAlgorithm::MlKem768,
+                encapsulation_key: &ek,
+            }];
             let header = wire::EnvelopeHeader {
                 msg_type: "notification".into(),
                 sender: "did:mtp:self".into(),
@@ -454,8 +623,10 @@ const CHECKS: &[Check] = &[
             };
             let body = Value::map([("n", Value::Integer(1))]);
             let rnd = wire::EnvelopeRandomness::draw(&mut rng, 1);
-            let env = wire::seal("mtp.alg", &header, &body, &rcpt, &rnd, &signer, None).map_err(|e| e.to_string())?;
-            let opened = wire::open("mtp.alg", &env, &signer.public_key(), "k1", &dk).map_err(|e| e.to_string())?;
+            let env = wire::seal("mtp.alg", &header, &body, &rcpt, &rnd, &signer, None)
+                .map_err(|e| e.to_string())?;
+            let opened = wire::open("mtp.alg", &env, &signer.public_key(), "k1", &dk)
+                .map_err(|e| e.to_string())?;
             ensure(opened.body == body, "envelope body differs")?;
             Ok(format!("envelope {} bytes", env.len()))
         },
@@ -494,7 +665,10 @@ struct Outcome {
 pub fn run(seed: u64, out: &Path, only: Option<&str>) -> ExitCode {
     let ctx = Ctx { seed };
     let mut outcomes = Vec::new();
-    for check in CHECKS.iter().filter(|c| only.is_none_or(|p| c.id.starts_with(p))) {
+    for check in CHECKS
+        .iter()
+        .filter(|c| only.is_none_or(|p| c.id.starts_with(p)))
+    {
         let start = Instant::now();
         let result = std::panic::catch_unwind(|| (check.run)(&ctx))
             .unwrap_or_else(|_| Err("the check panicked (a defect in the protocol crate)".into()));
@@ -503,8 +677,17 @@ pub fn run(seed: u64, out: &Path, only: Option<&str>) -> ExitCode {
             Ok(d) => ("PASS", d.as_str()),
             Err(d) => ("FAIL", d.as_str()),
         };
-        println!("{mark}  {:<32} {}  [{}]  {detail}", check.id, check.title, check.requirements.join(", "));
-        outcomes.push(Outcome { check, result, millis });
+        println!(
+            "{mark}  {:<32} {}  [{}]  {detail}",
+            check.id,
+            check.title,
+            check.requirements.join(", ")
+        );
+        outcomes.push(Outcome {
+            check,
+            result,
+            millis,
+        });
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     println!("\n{} passed, {} failed", outcomes.len() - failed, failed);
@@ -512,7 +695,11 @@ pub fn run(seed: u64, out: &Path, only: Option<&str>) -> ExitCode {
         eprintln!("error: cannot write reports to {}: {e}", out.display());
         return ExitCode::from(2);
     }
-    println!("reports: {}/self-check.json, {}/self-check.md", out.display(), out.display());
+    println!(
+        "reports: {}/self-check.json, {}/self-check.md",
+        out.display(),
+        out.display()
+    );
     if failed > 0 {
         println!("replay: mtp-cert self-check --seed {seed}");
         ExitCode::FAILURE
@@ -558,7 +745,13 @@ fn write_reports(seed: u64, out: &Path, outcomes: &[Outcome]) -> std::io::Result
             Ok(d) => ("pass", d),
             Err(d) => ("**FAIL**", d),
         };
-        md.push_str(&format!("| {v} | `{}` {} | {} | {} |\n", o.check.id, o.check.title, o.check.requirements.join(", "), d.replace('|', "\\|")));
+        md.push_str(&format!(
+            "| {v} | `{}` {} | {} | {} |\n",
+            o.check.id,
+            o.check.title,
+            o.check.requirements.join(", "),
+            d.replace('|', "\\|")
+        ));
     }
     std::fs::write(out.join("self-check.md"), md)
 }

@@ -9,13 +9,17 @@ fn run(out: &std::path::Path, seed: &str) -> (bool, String) {
         .arg(out)
         .output()
         .expect("mtp-cert runs");
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
 }
 
 /// The report without its timing fields.
 fn stable(path: &std::path::Path) -> serde_json::Value {
     let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("report written"))
+            .expect("JSON");
     for c in v["checks"].as_array_mut().expect("checks") {
         c.as_object_mut().expect("object").remove("duration_ms");
     }
@@ -32,11 +36,19 @@ fn self_check_passes_and_is_reproducible() {
     assert!(a.join("self-check.md").is_file());
     let report = stable(&a.join("self-check.json"));
     assert_eq!(report["totals"]["failed"], 0);
-    assert!(report["checks"].as_array().expect("checks").iter().all(|c| {
-        !c["requirements"].as_array().expect("ids").is_empty()
-    }));
+    assert!(
+        report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .all(|c| { !c["requirements"].as_array().expect("ids").is_empty() })
+    );
     let (ok, _) = run(&b, "7");
     assert!(ok);
-    assert_eq!(report, stable(&b.join("self-check.json")), "same seed, different report");
+    assert_eq!(
+        report,
+        stable(&b.join("self-check.json")),
+        "same seed, different report"
+    );
     let _ = std::fs::remove_dir_all(&base);
 }

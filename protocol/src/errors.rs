@@ -269,7 +269,10 @@ pub fn after_failure(code: ErrorCode, failures: u32) -> RetryDecision {
         return RetryDecision::Escalate;
     }
     let backoff_ms = crate::profile::RETRY_BASE_BACKOFF_MS << (failures.saturating_sub(1)).min(16);
-    RetryDecision::Retry { attempt: failures + 1, backoff_ms }
+    RetryDecision::Retry {
+        attempt: failures + 1,
+        backoff_ms,
+    }
 }
 
 #[cfg(test)]
@@ -285,7 +288,10 @@ mod tests {
             .collect();
         assert_eq!(
             published,
-            [100, 101, 1100, 1101, 1102, 1200, 2100, 2200, 3100, 3200, 3201, 4100, 4101, 5100, 5200, 6100, 7100]
+            [
+                100, 101, 1100, 1101, 1102, 1200, 2100, 2200, 3100, 3200, 3201, 4100, 4101, 5100,
+                5200, 6100, 7100
+            ]
         );
     }
 
@@ -307,9 +313,18 @@ mod tests {
     #[test]
     fn recoverable_retries_then_escalates() {
         let c = ErrorCode::RailTemporarilyUnavailable;
-        assert!(matches!(after_failure(c, 1), RetryDecision::Retry { attempt: 2, .. }));
-        assert!(matches!(after_failure(c, 3), RetryDecision::Retry { attempt: 4, .. }));
+        assert!(matches!(
+            after_failure(c, 1),
+            RetryDecision::Retry { attempt: 2, .. }
+        ));
+        assert!(matches!(
+            after_failure(c, 3),
+            RetryDecision::Retry { attempt: 4, .. }
+        ));
         assert_eq!(after_failure(c, 4), RetryDecision::Escalate);
-        assert_eq!(after_failure(ErrorCode::UuidReuse, 1), RetryDecision::Escalate);
+        assert_eq!(
+            after_failure(ErrorCode::UuidReuse, 1),
+            RetryDecision::Escalate
+        );
     }
 }

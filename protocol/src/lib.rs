@@ -16,20 +16,20 @@ pub mod time;
 
 pub mod cbor;
 pub mod crypto;
-pub mod uuid;
 pub mod identity;
 pub mod taxonomy;
+pub mod uuid;
 
-pub mod primitives;
-pub mod error_record;
-pub mod negotiation;
+pub mod attribution;
 pub mod commitment;
 pub mod discovery;
+pub mod error_record;
+pub mod negotiation;
+pub mod primitives;
 pub mod verification;
-pub mod attribution;
 
-pub mod state_machine;
 pub mod audit;
+pub mod state_machine;
 pub mod wire;
 
 pub use errors::{Coded, ErrorCode, Layer, Severity};

@@ -44,7 +44,10 @@ impl Timestamp {
 
     /// From nanoseconds since the Unix epoch (the MTP-UUID timestamp field, BIND IX).
     pub fn from_unix_nanos(n: u64) -> Timestamp {
-        Timestamp { secs: (n / 1_000_000_000) as i64, nanos: (n % 1_000_000_000) as u32 }
+        Timestamp {
+            secs: (n / 1_000_000_000) as i64,
+            nanos: (n % 1_000_000_000) as u32,
+        }
     }
 
     /// Nanoseconds since the Unix epoch; `None` before 1970 or after 2554.
@@ -110,7 +113,13 @@ impl fmt::Display for Timestamp {
         let days = self.secs.div_euclid(86_400);
         let sod = self.secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, (sod / 60) % 60, sod % 60)?;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )?;
         if self.nanos != 0 {
             let frac = format!("{:09}", self.nanos);
             write!(f, ".{}", frac.trim_end_matches('0'))?;
@@ -131,7 +140,9 @@ fn parse_rfc3339(s: &str) -> Result<(Timestamp, &'static str), TimeError> {
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(TimeError::Syntax(what));
         }
-        Ok(part.iter().fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64))
+        Ok(part
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64))
     };
     let year = num(0..4, "year")?;
     if b[4] != b'-' || b[7] != b'-' {
@@ -277,7 +288,10 @@ mod tests {
             ("2026-03-06T16:22:07+02:00", "2026-03-06T14:22:07Z"),
             ("2026-03-06T14:22:07+00:00", "2026-03-06T14:22:07Z"),
         ] {
-            assert!(matches!(Timestamp::parse(s), Err(TimeError::NotCanonical(_))), "{s}");
+            assert!(
+                matches!(Timestamp::parse(s), Err(TimeError::NotCanonical(_))),
+                "{s}"
+            );
             assert_eq!(Timestamp::parse_lenient(s).unwrap().to_string(), canon);
         }
     }
@@ -308,7 +322,10 @@ mod tests {
         let t = Timestamp::from_unix_nanos(1_772_807_327_391_000_000);
         assert_eq!(t.to_string(), "2026-03-06T14:28:47.391Z");
         assert_eq!(t.unix_nanos(), Some(1_772_807_327_391_000_000));
-        assert_eq!(t.add_millis(609).unwrap().to_string(), "2026-03-06T14:28:48Z");
+        assert_eq!(
+            t.add_millis(609).unwrap().to_string(),
+            "2026-03-06T14:28:48Z"
+        );
         assert_eq!(t.add_secs(-1).unwrap().nanos_since(t), -1_000_000_000);
         assert!(Timestamp::new(MAX_SECS + 1, 0).is_none());
     }

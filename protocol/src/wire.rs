@@ -43,7 +43,9 @@ impl Coded for WireError {
         match self {
             WireError::Cbor(e) => e.code(),
             WireError::Shape(_) | WireError::Encode(_) => ErrorCode::SchemaViolation,
-            WireError::HashMismatch | WireError::NotARecipient(_) => ErrorCode::MessageIntegrityFailure,
+            WireError::HashMismatch | WireError::NotARecipient(_) => {
+                ErrorCode::MessageIntegrityFailure
+            }
             WireError::Crypto(e) => e.code(),
             WireError::Algorithm(e) => e.code(),
         }
@@ -75,7 +77,11 @@ impl Frame {
     /// Builds a frame around `body`, computing its hash.
     pub fn new(frame_type: &str, body: Value) -> Result<Frame, WireError> {
         let hash = crypto::sha256(&cbor::to_vec(&body)?);
-        Ok(Frame { frame_type: frame_type.to_owned(), body, hash })
+        Ok(Frame {
+            frame_type: frame_type.to_owned(),
+            body,
+            hash,
+        })
     }
 
     /// The bytes carried in `mtp.v1.Frame.cbor`.
@@ -99,7 +105,10 @@ impl Frame {
             .and_then(Value::as_text)
             .ok_or_else(|| shape("frame.type must be a text string"))?
             .to_owned();
-        let body = r.required("body", "SPEC-VII-A-05").map_err(|e| shape(e.to_string()))?.clone();
+        let body = r
+            .required("body", "SPEC-VII-A-05")
+            .map_err(|e| shape(e.to_string()))?
+            .clone();
         let hash: [u8; 32] = r
             .required("hash", "SPEC-VII-A-05")
             .ok()
@@ -109,7 +118,11 @@ impl Frame {
         if crypto::sha256(&cbor::to_vec(&body)?) != hash {
             return Err(WireError::HashMismatch);
         }
-        Ok(Frame { frame_type, body, hash })
+        Ok(Frame {
+            frame_type,
+            body,
+            hash,
+        })
     }
 }
 
@@ -178,7 +191,9 @@ impl EnvelopeRandomness {
         EnvelopeRandomness {
             content_key: rng.bytes(),
             iv: rng.bytes(),
-            per_recipient: (0..recipients).map(|_| (rng.bytes(), rng.bytes())).collect(),
+            per_recipient: (0..recipients)
+                .map(|_| (rng.bytes(), rng.bytes()))
+                .collect(),
         }
     }
 }
@@ -237,10 +252,17 @@ pub fn seal(
     key_id: Option<&str>,
 ) -> Result<Vec<u8>, WireError> {
     if recipients.is_empty() || randomness.per_recipient.len() != recipients.len() {
-        return Err(shape("an envelope needs one randomness entry per recipient, and ≥ 1 recipient"));
+        return Err(shape(
+            "an envelope needs one randomness entry per recipient, and ≥ 1 recipient",
+        ));
     }
     let plaintext = cbor::to_vec(body)?;
-    let ct = aead::seal(&randomness.content_key, &randomness.iv, &aad(subject, header)?, &plaintext);
+    let ct = aead::seal(
+        &randomness.content_key,
+        &randomness.iv,
+        &aad(subject, header)?,
+        &plaintext,
+    );
     let mut rec = Vec::with_capacity(recipients.len());
     for (r, (m, wrap_iv)) in recipients.iter().zip(&randomness.per_recipient) {
         let (kem_ct, shared) = crypto::encapsulate(r.algorithm, r.encapsulation_key, m)?;
@@ -304,7 +326,12 @@ pub fn peek_sender(bytes: &[u8]) -> Result<(EnvelopeHeader, Option<String>), Wir
 
 fn read_sig(v: &Value) -> Result<Signature, WireError> {
     Signature::from_value(v, "envelope.sig", "BIND-V-B-01").map_err(|errs| {
-        shape(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        shape(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })
 }
 
@@ -318,11 +345,18 @@ fn read_header(v: &Value) -> Result<EnvelopeHeader, WireError> {
             .map(str::to_owned)
             .ok_or_else(|| shape(format!("envelope.{k} must be a text string")))
     };
-    let msg_id = v.get("msg_id").cloned().ok_or_else(|| shape("envelope.msg_id missing"))?;
+    let msg_id = v
+        .get("msg_id")
+        .cloned()
+        .ok_or_else(|| shape("envelope.msg_id missing"))?;
     if !matches!(msg_id, Value::Text(_) | Value::Bytes(_)) {
         return Err(shape("envelope.msg_id must be an MTP-UUID or text"));
     }
-    Ok(EnvelopeHeader { msg_type: text("type")?, sender: text("sender")?, msg_id })
+    Ok(EnvelopeHeader {
+        msg_type: text("type")?,
+        sender: text("sender")?,
+        msg_id,
+    })
 }
 
 /// Verifies, decrypts and integrity-checks an envelope (PROFILE G-06, G-41).
@@ -345,18 +379,24 @@ pub fn open(
     // Signature over the envelope without `sig` (PROFILE G-02).
     let sig_value = v.get("sig").ok_or_else(|| shape("envelope.sig missing"))?;
     let sig = read_sig(sig_value)?;
-    let alg =
-        SignatureAlgorithm::from_label(&sig.algorithm).map_err(|e| WireError::Crypto(CryptoError::Algorithm(e)))?;
+    let alg = SignatureAlgorithm::from_label(&sig.algorithm)
+        .map_err(|e| WireError::Crypto(CryptoError::Algorithm(e)))?;
     if alg != sender_key.algorithm() {
-        return Err(WireError::Crypto(CryptoError::BadSignature { algorithm: alg }));
+        return Err(WireError::Crypto(CryptoError::BadSignature {
+            algorithm: alg,
+        }));
     }
-    let unsigned: Vec<(Value, Value)> =
-        entries.iter().filter(|(k, _)| k.as_text() != Some("sig")).cloned().collect();
+    let unsigned: Vec<(Value, Value)> = entries
+        .iter()
+        .filter(|(k, _)| k.as_text() != Some("sig"))
+        .cloned()
+        .collect();
     sender_key.verify(&cbor::to_vec(&Value::Map(unsigned))?, &sig.value)?;
 
     let mut r = MapReader::new(&v, "envelope").map_err(|e| shape(e.to_string()))?;
-    let iv: [u8; 12] =
-        bytes_field(&mut r, "iv")?.try_into().map_err(|_| shape("envelope.iv must be 12 bytes"))?;
+    let iv: [u8; 12] = bytes_field(&mut r, "iv")?
+        .try_into()
+        .map_err(|_| shape("envelope.iv must be 12 bytes"))?;
     let ct = bytes_field(&mut r, "ct")?;
     let hash = bytes_field(&mut r, "hash")?;
     let recipients = r
@@ -374,8 +414,9 @@ pub fn open(
         return Err(shape("recipient kem_alg does not match this agent's key"));
     }
     let kem_ct = bytes_field(&mut rr, "kem_ct")?;
-    let wrap_iv: [u8; 12] =
-        bytes_field(&mut rr, "iv")?.try_into().map_err(|_| shape("recipient iv must be 12 bytes"))?;
+    let wrap_iv: [u8; 12] = bytes_field(&mut rr, "iv")?
+        .try_into()
+        .map_err(|_| shape("recipient iv must be 12 bytes"))?;
     let wrapped = bytes_field(&mut rr, "wrapped_key")?;
     let shared = my_key.decapsulate(kem_ct)?;
     let content_key: [u8; 32] = aead::open(&kek(&shared, my_kid)?, &wrap_iv, &[], wrapped)?
@@ -412,7 +453,9 @@ mod tests {
         );
         // Not a frame shape: 0103.
         assert_eq!(
-            Frame::decode(&cbor::to_vec(&Value::Integer(1)).unwrap()).unwrap_err().code(),
+            Frame::decode(&cbor::to_vec(&Value::Integer(1)).unwrap())
+                .unwrap_err()
+                .code(),
             ErrorCode::SchemaViolation
         );
     }
@@ -430,8 +473,16 @@ mod tests {
         let (signer, alice, bob) = parties();
         let (ek_a, ek_b) = (alice.encapsulation_key(), bob.encapsulation_key());
         let recipients = [
-            RecipientKey { kid: "did:mtp:a#kem-1", algorithm: KemAlgorithm::MlKem768, encapsulation_key: &ek_a },
-            RecipientKey { kid: "did:mtp:b#kem-1", algorithm: KemAlgorithm::MlKem1024, encapsulation_key: &ek_b },
+            RecipientKey {
+                kid: "did:mtp:a#kem-1",
+                algorithm: KemAlgorithm::MlKem768,
+                encapsulation_key: &ek_a,
+            },
+            RecipientKey {
+                kid: "did:mtp:b#kem-1",
+                algorithm: KemAlgorithm::MlKem1024,
+                encapsulation_key: &ek_b,
+            },
         ];
         let header = EnvelopeHeader {
             msg_type: "offer".into(),
@@ -441,29 +492,59 @@ mod tests {
         let body = Value::map([("hello", Value::text("world"))]);
         let subject = "mtp.offer.inference";
         let rnd = EnvelopeRandomness::draw(&mut SeededRng::from_seed([9; 32]), 2);
-        let env = seal(subject, &header, &body, &recipients, &rnd, &signer, Some("did:mtp:s#k1")).unwrap();
+        let env = seal(
+            subject,
+            &header,
+            &body,
+            &recipients,
+            &rnd,
+            &signer,
+            Some("did:mtp:s#k1"),
+        )
+        .unwrap();
         // Same seed, same bytes.
         let rnd2 = EnvelopeRandomness::draw(&mut SeededRng::from_seed([9; 32]), 2);
-        assert_eq!(env, seal(subject, &header, &body, &recipients, &rnd2, &signer, Some("did:mtp:s#k1")).unwrap());
+        assert_eq!(
+            env,
+            seal(
+                subject,
+                &header,
+                &body,
+                &recipients,
+                &rnd2,
+                &signer,
+                Some("did:mtp:s#k1")
+            )
+            .unwrap()
+        );
         let pk = signer.public_key();
         for (kid, key) in [("did:mtp:a#kem-1", &alice), ("did:mtp:b#kem-1", &bob)] {
             let o = open(subject, &env, &pk, kid, key).unwrap();
             assert_eq!(o.body, body);
             assert_eq!(o.header, header);
         }
-        assert_eq!(peek_sender(&env).unwrap().1.as_deref(), Some("did:mtp:s#k1"));
+        assert_eq!(
+            peek_sender(&env).unwrap().1.as_deref(),
+            Some("did:mtp:s#k1")
+        );
         // Wrong subject (AAD) → 0108; not a recipient → 0108; wrong sender key → 1100.
         assert_eq!(
-            open("mtp.offer.compute", &env, &pk, "did:mtp:a#kem-1", &alice).unwrap_err().code(),
+            open("mtp.offer.compute", &env, &pk, "did:mtp:a#kem-1", &alice)
+                .unwrap_err()
+                .code(),
             ErrorCode::MessageIntegrityFailure
         );
         assert_eq!(
-            open(subject, &env, &pk, "did:mtp:c#kem-1", &alice).unwrap_err().code(),
+            open(subject, &env, &pk, "did:mtp:c#kem-1", &alice)
+                .unwrap_err()
+                .code(),
             ErrorCode::MessageIntegrityFailure
         );
         let other = SigningKey::from_seed(SignatureAlgorithm::MlDsa65, &[7; 32]).public_key();
         assert_eq!(
-            open(subject, &env, &other, "did:mtp:a#kem-1", &alice).unwrap_err().code(),
+            open(subject, &env, &other, "did:mtp:a#kem-1", &alice)
+                .unwrap_err()
+                .code(),
             ErrorCode::SignatureVerificationFailure
         );
     }
@@ -472,18 +553,36 @@ mod tests {
     fn envelope_tampering_is_detected() {
         let (signer, alice, _) = parties();
         let ek = alice.encapsulation_key();
-        let recipients =
-            [RecipientKey { kid: "k", algorithm: KemAlgorithm::MlKem768, encapsulation_key: &ek }];
-        let header =
-            EnvelopeHeader { msg_type: "notification".into(), sender: "s".into(), msg_id: Value::text("x") };
+        let recipients = [RecipientKey {
+            kid: "k",
+            algorithm: KemAlgorithm::MlKem768,
+            encapsulation_key: &ek,
+        }];
+        let header = EnvelopeHeader {
+            msg_type: "notification".into(),
+            sender: "s".into(),
+            msg_id: Value::text("x"),
+        };
         let rnd = EnvelopeRandomness::draw(&mut SeededRng::from_seed([5; 32]), 1);
-        let env = seal("mtp.alg", &header, &Value::Integer(7), &recipients, &rnd, &signer, None).unwrap();
+        let env = seal(
+            "mtp.alg",
+            &header,
+            &Value::Integer(7),
+            &recipients,
+            &rnd,
+            &signer,
+            None,
+        )
+        .unwrap();
         let pk = signer.public_key();
         // Every single-byte flip is refused with a typed error, never a panic.
         for i in (0..env.len()).step_by(97) {
             let mut bad = env.clone();
             bad[i] ^= 0x01;
-            assert!(open("mtp.alg", &bad, &pk, "k", &alice).is_err(), "flip at {i}");
+            assert!(
+                open("mtp.alg", &bad, &pk, "k", &alice).is_err(),
+                "flip at {i}"
+            );
         }
         assert!(open("mtp.alg", &env, &pk, "k", &alice).is_ok());
     }

@@ -13,7 +13,9 @@ fn catalogue_ids() -> BTreeSet<String> {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -43,7 +45,10 @@ fn cited_ids(text: &str) -> Vec<String> {
             let last = id.rsplit('-').next().unwrap_or("");
             // `SPEC-001` / `BIND-001` name the documents, not requirements.
             let numbered = last.len() >= 2
-                && last.trim_start_matches('I').chars().all(|c| c.is_ascii_digit());
+                && last
+                    .trim_start_matches('I')
+                    .chars()
+                    .all(|c| c.is_ascii_digit());
             if numbered && id.matches('-').count() >= 2 {
                 ids.push(id.to_owned());
             }
@@ -76,12 +81,29 @@ fn cited_requirement_ids_exist_in_the_catalogue() {
             }
         }
     }
-    println!("REQUIREMENTS cited by the protocol crate and the harness: {} distinct ids", cited.len());
-    assert!(unknown.is_empty(), "ids not in docs/requirements.yaml:\n{}", unknown.join("\n"));
+    println!(
+        "REQUIREMENTS cited by the protocol crate and the harness: {} distinct ids",
+        cited.len()
+    );
+    assert!(
+        unknown.is_empty(),
+        "ids not in docs/requirements.yaml:\n{}",
+        unknown.join("\n")
+    );
 }
 
 #[test]
 fn id_scanner_recognises_the_id_shapes() {
-    let ids = cited_ids("MTP-SPEC-001 says: see SPEC-IX-03, BIND-VII-A-01; SPEC-IV-B-I03 and (SPEC-III-C-1-02). Not SPEC-VII-A.");
-    assert_eq!(ids, ["SPEC-IX-03", "BIND-VII-A-01", "SPEC-IV-B-I03", "SPEC-III-C-1-02"]);
+    let ids = cited_ids(
+        "MTP-SPEC-001 says: see SPEC-IX-03, BIND-VII-A-01; SPEC-IV-B-I03 and (SPEC-III-C-1-02). Not SPEC-VII-A.",
+    );
+    assert_eq!(
+        ids,
+        [
+            "SPEC-IX-03",
+            "BIND-VII-A-01",
+            "SPEC-IV-B-I03",
+            "SPEC-III-C-1-02"
+        ]
+    );
 }

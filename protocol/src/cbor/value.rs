@@ -46,7 +46,12 @@ impl Value {
 
     /// A map from `(text key, value)` pairs, in any order.
     pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
-        Value::Map(entries.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect())
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::Text(k.into()), v))
+                .collect(),
+        )
     }
 
     pub fn as_text(&self) -> Option<&str> {

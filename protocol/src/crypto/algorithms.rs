@@ -44,10 +44,17 @@ pub enum AlgorithmError {
     /// Named by the documents as MUST NOT (ML-DSA-44, ML-KEM-512, any pre-quantum
     /// algorithm: SPEC-VIII-A, BIND-VI-A, BIND-VI-B).
     #[error("algorithm {label} is forbidden for MTP ({reason})")]
-    Forbidden { label: String, reason: &'static str, requirement: &'static str },
+    Forbidden {
+        label: String,
+        reason: &'static str,
+        requirement: &'static str,
+    },
     /// Not an MTP algorithm label at all.
     #[error("unknown {function} algorithm label {label:?}")]
-    Unknown { function: &'static str, label: String },
+    Unknown {
+        function: &'static str,
+        label: String,
+    },
 }
 
 impl Coded for AlgorithmError {
@@ -80,26 +87,53 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("ECDH", "pre-quantum key exchange", "SPEC-VIII-A-05"),
     ("X25519", "pre-quantum key exchange", "SPEC-VIII-A-05"),
     ("X448", "pre-quantum key exchange", "SPEC-VIII-A-05"),
-    ("X25519MLKEM768", "hybrid group includes ECDH (PROFILE G-37)", "SPEC-VIII-A-05"),
-    ("AES-128-GCM", "symmetric encryption must be AES-256-GCM", "SPEC-VIII-A-09"),
-    ("AES-192-GCM", "symmetric encryption must be AES-256-GCM", "SPEC-VIII-A-09"),
-    ("ChaCha20-Poly1305", "symmetric encryption must be AES-256-GCM", "SPEC-VIII-A-09"),
+    (
+        "X25519MLKEM768",
+        "hybrid group includes ECDH (PROFILE G-37)",
+        "SPEC-VIII-A-05",
+    ),
+    (
+        "AES-128-GCM",
+        "symmetric encryption must be AES-256-GCM",
+        "SPEC-VIII-A-09",
+    ),
+    (
+        "AES-192-GCM",
+        "symmetric encryption must be AES-256-GCM",
+        "SPEC-VIII-A-09",
+    ),
+    (
+        "ChaCha20-Poly1305",
+        "symmetric encryption must be AES-256-GCM",
+        "SPEC-VIII-A-09",
+    ),
     ("SHA-1", "not an MTP hash function", "BIND-VI-E-I01"),
     ("MD5", "not an MTP hash function", "BIND-VI-E-I01"),
 ];
 
 fn refuse(function: &'static str, label: &str) -> AlgorithmError {
-    match FORBIDDEN.iter().find(|(l, _, _)| l.eq_ignore_ascii_case(label)) {
-        Some((l, reason, req)) => {
-            AlgorithmError::Forbidden { label: (*l).to_owned(), reason, requirement: req }
-        }
-        None => AlgorithmError::Unknown { function, label: label.to_owned() },
+    match FORBIDDEN
+        .iter()
+        .find(|(l, _, _)| l.eq_ignore_ascii_case(label))
+    {
+        Some((l, reason, req)) => AlgorithmError::Forbidden {
+            label: (*l).to_owned(),
+            reason,
+            requirement: req,
+        },
+        None => AlgorithmError::Unknown {
+            function,
+            label: label.to_owned(),
+        },
     }
 }
 
 impl SignatureAlgorithm {
-    pub const ALL: [SignatureAlgorithm; 3] =
-        [SignatureAlgorithm::MlDsa65, SignatureAlgorithm::MlDsa87, SignatureAlgorithm::SlhDsaSha2_192s];
+    pub const ALL: [SignatureAlgorithm; 3] = [
+        SignatureAlgorithm::MlDsa65,
+        SignatureAlgorithm::MlDsa87,
+        SignatureAlgorithm::SlhDsaSha2_192s,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -111,7 +145,10 @@ impl SignatureAlgorithm {
 
     /// Exact-match parse of a canonical label; forbidden labels give `Forbidden`.
     pub fn from_label(label: &str) -> Result<Self, AlgorithmError> {
-        Self::ALL.into_iter().find(|a| a.label() == label).ok_or_else(|| refuse("signature", label))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.label() == label)
+            .ok_or_else(|| refuse("signature", label))
     }
 
     /// NIST security category (FIPS 204/205), used for negotiation ranking (BIND X).
@@ -141,7 +178,10 @@ impl SignatureAlgorithm {
     }
 
     pub fn is_ml_dsa(self) -> bool {
-        matches!(self, SignatureAlgorithm::MlDsa65 | SignatureAlgorithm::MlDsa87)
+        matches!(
+            self,
+            SignatureAlgorithm::MlDsa65 | SignatureAlgorithm::MlDsa87
+        )
     }
 }
 
@@ -156,7 +196,10 @@ impl KemAlgorithm {
     }
 
     pub fn from_label(label: &str) -> Result<Self, AlgorithmError> {
-        Self::ALL.into_iter().find(|a| a.label() == label).ok_or_else(|| refuse("kem", label))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.label() == label)
+            .ok_or_else(|| refuse("kem", label))
     }
 
     pub fn nist_category(self) -> u8 {
@@ -235,10 +278,25 @@ mod tests {
             SignatureAlgorithm::from_label("ML-DSA-44"),
             Err(AlgorithmError::Forbidden { .. })
         ));
-        assert!(matches!(KemAlgorithm::from_label("ML-KEM-512"), Err(AlgorithmError::Forbidden { .. })));
-        assert!(matches!(SignatureAlgorithm::from_label("Ed25519"), Err(AlgorithmError::Forbidden { .. })));
-        assert!(matches!(KemAlgorithm::from_label("X25519MLKEM768"), Err(AlgorithmError::Forbidden { .. })));
-        assert!(matches!(SignatureAlgorithm::from_label("ml-dsa-65"), Err(AlgorithmError::Unknown { .. })));
-        assert_eq!(HashAlgorithm::from_label("SHA-3-256"), Ok(HashAlgorithm::Sha3_256));
+        assert!(matches!(
+            KemAlgorithm::from_label("ML-KEM-512"),
+            Err(AlgorithmError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            SignatureAlgorithm::from_label("Ed25519"),
+            Err(AlgorithmError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            KemAlgorithm::from_label("X25519MLKEM768"),
+            Err(AlgorithmError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            SignatureAlgorithm::from_label("ml-dsa-65"),
+            Err(AlgorithmError::Unknown { .. })
+        ));
+        assert_eq!(
+            HashAlgorithm::from_label("SHA-3-256"),
+            Ok(HashAlgorithm::Sha3_256)
+        );
     }
 }

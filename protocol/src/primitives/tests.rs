@@ -760,11 +760,19 @@ fn non_text_and_duplicate_keys_rejected() {
 #[test]
 fn integral_fraction_dimensions_survive_json() {
     for acc in [0.0, 1.0] {
-        let v = set(offer(), "terms_template.quality.accuracy_threshold", Value::Float(acc));
+        let v = set(
+            offer(),
+            "terms_template.quality.accuracy_threshold",
+            Value::Float(acc),
+        );
         let o = Offer::from_value(&v).expect("offer");
         let back: Offer = from_json(&to_json(&o).expect("json")).expect("back");
         assert_eq!(back.signing_input(), o.signing_input(), "accuracy {acc}");
     }
-    let v = set(offer(), "terms_template.quality.accuracy_threshold", Value::Integer(1));
+    let v = set(
+        offer(),
+        "terms_template.quality.accuracy_threshold",
+        Value::Integer(1),
+    );
     assert!(Offer::from_value(&v).is_err(), "integer fraction accepted");
 }
