@@ -12,8 +12,8 @@ use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::primitives::common::{
     CborObject, Errors, Map, MapBuilder, MapReader, Number, ObjectError, Signature, Signed,
-    SingleSigned, ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
-    read_did, read_number, read_signature_field, read_text, read_uint, read_uuid, uuid_value,
+    ValidationError, check_encodable, index_path, join_path, read_array, read_bytes, read_did,
+    read_number, read_signature_field, read_text, read_uint, read_uuid, uuid_value,
 };
 use crate::primitives::json::{Hint, Kind};
 use crate::profile::{
@@ -637,14 +637,7 @@ impl Signed for AttributionRecord {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for AttributionRecord {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(AttributionRecord);
 
 /// `attribution-config = { methodology: tstr, ? error_bound: float, ? permutations: uint }`
 /// (Terms `attribution_method`; PROFILE G-23). `error_bound` is required for

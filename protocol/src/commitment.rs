@@ -589,28 +589,6 @@ fn uuid_list_value(ids: &[MtpUuid]) -> Value {
     Value::Array(ids.iter().map(uuid_value).collect())
 }
 
-/// Maps the errors of the embedded Terms to schema errors under `terms` (a CBOR failure
-/// keeps its own code: non-deterministic Terms bytes are 0101).
-fn terms_errors(e: ObjectError) -> Vec<ValidationError> {
-    match e {
-        ObjectError::Schema(es) => es
-            .into_iter()
-            .map(|mut e| {
-                e.path = if e.path.is_empty() {
-                    "terms".to_owned()
-                } else {
-                    join_path("terms", &e.path)
-                };
-                e
-            })
-            .collect(),
-        other => vec![
-            ValidationError::invalid("terms", MANDATE_REQ, format!("embedded Terms: {other}"))
-                .with_code(other.code()),
-        ],
-    }
-}
-
 impl CborObject for Mandate {
     const NAME: &'static str = "mtp-mandate";
 
@@ -721,7 +699,9 @@ impl CborObject for Mandate {
             read_uuid_list(&mut r, "request_refs", ObjectType::Request, req, &mut errs);
         let terms = errs.take(r.required("terms", req)).and_then(|v| {
             let bytes = errs.take(read_bytes(v, "terms", req))?;
-            let terms = errs.take_all(Mandate::decode_terms(bytes).map_err(terms_errors))?;
+            let terms = errs.take_all(
+                Mandate::decode_terms(bytes).map_err(|e| e.nested_under("terms", MANDATE_REQ)),
+            )?;
             Some((bytes.to_vec(), terms))
         });
         let attestations = errs

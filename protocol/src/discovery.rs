@@ -10,7 +10,7 @@ use crate::identity::Did;
 use crate::negotiation::compose_hints;
 use crate::primitives::common::{
     CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature, Signed,
-    SingleSigned, ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
+    ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
     read_classifier, read_did, read_jurisdictions, read_open_map, read_signature_field, read_tdate,
     read_text, read_text_array, read_uint, read_uuid, tdate_value, text_array_value, uuid_value,
 };
@@ -523,14 +523,7 @@ impl Signed for CapabilityManifest {
     const SIGNATURE_CODE: ErrorCode = ErrorCode::ManifestSignatureInvalid;
 }
 
-impl SingleSigned for CapabilityManifest {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(CapabilityManifest);
 
 /// How fresh a manifest is (SPEC-III-B-1-06; PROFILE G-08).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -653,26 +646,6 @@ pub struct IndexResult {
     pub unknown: Map,
 }
 
-/// Re-roots the schema errors of an embedded object under `prefix`.
-fn nest_errors(e: ObjectError, prefix: &str) -> Vec<ValidationError> {
-    match e {
-        ObjectError::Schema(es) => es
-            .into_iter()
-            .map(|mut e| {
-                e.path = if e.path.is_empty() {
-                    prefix.to_owned()
-                } else {
-                    join_path(prefix, &e.path)
-                };
-                e
-            })
-            .collect(),
-        other => vec![
-            ValidationError::invalid(prefix, SCHEMA_REQ, other.to_string()).with_code(other.code()),
-        ],
-    }
-}
-
 impl IndexResult {
     fn from_value(v: &Value, path: &str) -> Result<IndexResult, Vec<ValidationError>> {
         let req = QUERY_REQ;
@@ -680,7 +653,8 @@ impl IndexResult {
         let mut errs = Errors::new();
         let offer = errs.take(r.required("offer", req)).and_then(|v| {
             errs.take_all(
-                Offer::from_value(v).map_err(|e| nest_errors(e, &join_path(path, "offer"))),
+                Offer::from_value(v)
+                    .map_err(|e| e.nested_under(&join_path(path, "offer"), SCHEMA_REQ)),
             )
         });
         let manifest_id = errs.take(r.required("manifest_id", req).and_then(|v| {
@@ -976,14 +950,7 @@ impl Signed for OfferRevocation {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for OfferRevocation {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(OfferRevocation);
 
 // ---------------------------------------------------------------------------------------
 // Request-to-Offer matching (PROFILE G-31, G-46, G-50)

@@ -241,14 +241,7 @@ impl Signed for MtpErrorRecord {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for MtpErrorRecord {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(MtpErrorRecord);
 
 /// Notification `type` (PROFILE G-16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -415,14 +408,7 @@ impl Signed for Notification {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Notification {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Notification);
 
 #[cfg(test)]
 mod tests {

@@ -331,34 +331,7 @@ impl Signed for Proposal {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Proposal {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
-
-/// Re-roots the schema errors of an embedded object under `prefix`.
-fn nest_errors(e: ObjectError, prefix: &str) -> Vec<ValidationError> {
-    match e {
-        ObjectError::Schema(es) => es
-            .into_iter()
-            .map(|mut e| {
-                e.path = if e.path.is_empty() {
-                    prefix.to_owned()
-                } else {
-                    join_path(prefix, &e.path)
-                };
-                e
-            })
-            .collect(),
-        other => vec![
-            ValidationError::invalid(prefix, SCHEMA_REQ, other.to_string()).with_code(other.code()),
-        ],
-    }
-}
+crate::impl_single_signed!(Proposal);
 
 // ---------------------------------------------------------------------------------------
 // Negotiation Initiation Message
@@ -429,7 +402,7 @@ impl CborObject for NegotiationInitiation {
         read_type(&mut r, &["nim"], &mut errs);
         let negotiation_id = read_negotiation_id(&mut r, NIM_REQ, &mut errs);
         let request = errs.take(r.required("request", NIM_REQ)).and_then(|v| {
-            errs.take_all(Request::from_value(v).map_err(|e| nest_errors(e, "request")))
+            errs.take_all(Request::from_value(v).map_err(|e| e.nested_under("request", SCHEMA_REQ)))
         });
         let offer_ref = errs
             .take(r.required("offer_ref", NIM_REQ))
@@ -521,14 +494,7 @@ impl Signed for NegotiationInitiation {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for NegotiationInitiation {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(NegotiationInitiation);
 
 // ---------------------------------------------------------------------------------------
 // Acceptance, Rejection, Termination
@@ -602,14 +568,7 @@ impl Signed for Acceptance {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Acceptance {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Acceptance);
 
 /// Rejection: the responder declines to negotiate further (SPEC III-C-1; PROFILE G-10).
 #[derive(Clone, Debug, PartialEq)]
@@ -671,14 +630,7 @@ impl Signed for Rejection {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Rejection {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Rejection);
 
 /// Why a negotiation ended without agreement (SPEC III-C-1, III-B-3; PROFILE G-10, G-17).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -791,7 +743,9 @@ impl CborObject for Termination {
             })
         }));
         let error = errs.take(r.required("error", SCHEMA_REQ)).and_then(|v| {
-            errs.take_all(MtpErrorRecord::from_value(v).map_err(|e| nest_errors(e, "error")))
+            errs.take_all(
+                MtpErrorRecord::from_value(v).map_err(|e| e.nested_under("error", SCHEMA_REQ)),
+            )
         });
         if let (Some(s), Some(e)) = (status, &error) {
             let expected = s.code();
@@ -829,14 +783,7 @@ impl Signed for Termination {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Termination {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Termination);
 
 // ---------------------------------------------------------------------------------------
 // Dispatch

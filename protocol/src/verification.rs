@@ -11,9 +11,8 @@ use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::primitives::common::{
     CborObject, Errors, Map, MapBuilder, MapReader, Number, ObjectError, PriceSpec, PriceUnit,
-    Signature, Signed, SingleSigned, ValidationError, check_encodable, read_open_map,
-    read_signature_field, read_tdate, read_text, read_text_array, read_uuid, tdate_value,
-    text_array_value, uuid_value,
+    Signature, Signed, ValidationError, check_encodable, read_open_map, read_signature_field,
+    read_tdate, read_text, read_text_array, read_uuid, tdate_value, text_array_value, uuid_value,
 };
 use crate::primitives::json::{Hint, Kind};
 use crate::primitives::receipt::DisputeInitiation;
@@ -596,14 +595,7 @@ impl Signed for DisputeInitiationRecord {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for DisputeInitiationRecord {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(DisputeInitiationRecord);
 
 #[cfg(test)]
 mod tests {

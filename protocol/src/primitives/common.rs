@@ -266,6 +266,29 @@ pub enum ObjectError {
 }
 
 impl ObjectError {
+    /// Re-roots the schema errors of an object embedded at `prefix` (e.g. the Request in a
+    /// NIM); any other failure becomes one error at `prefix` that keeps its own code
+    /// (non-deterministic embedded bytes stay 0101).
+    pub fn nested_under(self, prefix: &str, requirement: &'static str) -> Vec<ValidationError> {
+        match self {
+            ObjectError::Schema(es) => es
+                .into_iter()
+                .map(|mut e| {
+                    e.path = if e.path.is_empty() {
+                        prefix.to_owned()
+                    } else {
+                        join_path(prefix, &e.path)
+                    };
+                    e
+                })
+                .collect(),
+            other => vec![
+                ValidationError::invalid(prefix, requirement, format!("embedded object: {other}"))
+                    .with_code(other.code()),
+            ],
+        }
+    }
+
     /// The schema errors, if this is a schema failure.
     pub fn schema_errors(&self) -> &[ValidationError] {
         match self {
@@ -1333,6 +1356,22 @@ fn check_one<T: Signed>(
     public_key
         .verify(msg, value)
         .map_err(|e| signature_error::<T>(path, SignatureFailure::Crypto(e)))
+}
+
+/// Implements [`SingleSigned`] for a struct whose `signature` field is an
+/// `Option<Signature>`.
+#[macro_export]
+macro_rules! impl_single_signed {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::primitives::common::SingleSigned for $t {
+            fn signature(&self) -> Option<&$crate::primitives::common::Signature> {
+                self.signature.as_ref()
+            }
+            fn set_signature(&mut self, s: Option<$crate::primitives::common::Signature>) {
+                self.signature = s;
+            }
+        }
+    )+};
 }
 
 /// Objects with one `signature: mtp-signature` (Offer, Request, Receipt, error records, …).

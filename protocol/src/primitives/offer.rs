@@ -628,11 +628,4 @@ impl Signed for Offer {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Offer {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Offer);

@@ -522,11 +522,4 @@ impl Signed for Receipt {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Receipt {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Receipt);

@@ -551,11 +551,4 @@ impl Signed for Request {
     const SIGNATURE_FIELD: &'static str = "signature";
 }
 
-impl SingleSigned for Request {
-    fn signature(&self) -> Option<&Signature> {
-        self.signature.as_ref()
-    }
-    fn set_signature(&mut self, s: Option<Signature>) {
-        self.signature = s;
-    }
-}
+crate::impl_single_signed!(Request);
