@@ -10,9 +10,8 @@
 //! ([`crate::state_machine::TxEvent::name`]) and the Agent DIDs; other entries record messages,
 //! signature checks, settlement operations and errors (SPEC-X-C-02).
 
-use sha2::{Digest, Sha256};
-
 use crate::cbor::{self, DecodeError, EncodeError, Value};
+use crate::crypto::{hash::Sha256Hasher, sha256};
 use crate::errors::{Coded, ErrorCode, split_code};
 use crate::state_machine::{self, TxEvent, TxState};
 use crate::time::Timestamp;
@@ -181,10 +180,6 @@ const KNOWN_KEYS: [&str; 13] = [
 
 fn text(k: &str) -> Value {
     Value::Text(k.to_owned())
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
 }
 
 impl AuditEntry {
@@ -661,38 +656,17 @@ impl AuditTrail {
     /// Import of an RFC 8742 CBOR sequence: every item strictly decoded (deterministic CBOR)
     /// and parsed as an entry. Does not verify the chain; call [`AuditTrail::verify`].
     pub fn from_cbor_sequence(bytes: &[u8]) -> Result<Vec<AuditEntry>, AuditError> {
-        let mut entries = Vec::new();
-        let mut start = 0;
-        while start < bytes.len() {
-            let index = entries.len();
-            let end = item_end(bytes, start).map_err(|offset| AuditError::Decode {
-                index,
-                error: truncated(offset),
-            })?;
-            let item = bytes.get(start..end).ok_or(AuditError::Decode {
-                index,
-                error: truncated(start),
-            })?;
-            let value = cbor::from_slice(item).map_err(|mut error| {
-                error.offset = error.offset.saturating_add(start);
-                AuditError::Decode { index, error }
-            })?;
-            entries.push(AuditEntry::from_value(&value, index)?);
-            start = end;
-        }
-        Ok(entries)
+        cbor::sequence_from_slice(bytes)
+            .map_err(|(index, error)| AuditError::Decode { index, error })?
+            .iter()
+            .enumerate()
+            .map(|(index, value)| AuditEntry::from_value(value, index))
+            .collect()
     }
 
     /// RFC 6962 Merkle tree head over the entry hashes (BIND VI-E; PROFILE G-42, optional).
     pub fn merkle_root(&self) -> [u8; 32] {
         merkle_root(&self.entries.iter().map(|e| e.hash).collect::<Vec<_>>())
-    }
-}
-
-fn truncated(offset: usize) -> DecodeError {
-    DecodeError {
-        offset,
-        kind: cbor::DecodeErrorKind::Truncated,
     }
 }
 
@@ -702,10 +676,9 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     match leaves {
         [] => sha256(&[]),
         [leaf] => {
-            let mut h = Sha256::new();
-            h.update([0u8]);
-            h.update(leaf);
-            h.finalize().into()
+            let mut h = Sha256Hasher::new();
+            h.update(&[0u8]).update(leaf);
+            h.finalize()
         }
         _ => {
             let mut k = 1usize;
@@ -713,62 +686,13 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
                 k *= 2;
             }
             let (l, r) = leaves.split_at(k);
-            let mut h = Sha256::new();
-            h.update([1u8]);
-            h.update(merkle_root(l));
-            h.update(merkle_root(r));
-            h.finalize().into()
+            let mut h = Sha256Hasher::new();
+            h.update(&[1u8])
+                .update(&merkle_root(l))
+                .update(&merkle_root(r));
+            h.finalize()
         }
     }
-}
-
-/// End offset of the CBOR data item starting at `start` (RFC 8742 item boundary). Walks the
-/// heads iteratively; definite lengths only. `Err(offset)` where the input is truncated or
-/// not well-formed for this purpose (indefinite length, reserved additional information).
-fn item_end(bytes: &[u8], start: usize) -> Result<usize, usize> {
-    let mut pos = start;
-    let mut pending: u64 = 1;
-    while pending > 0 {
-        pending -= 1;
-        let &ib = bytes.get(pos).ok_or(pos)?;
-        let major = ib >> 5;
-        let ai = ib & 0x1f;
-        let head_at = pos;
-        pos += 1;
-        let arg: u64 = match ai {
-            0..=23 => u64::from(ai),
-            24..=27 => {
-                let n = 1usize << (ai - 24);
-                let b = bytes.get(pos..pos.checked_add(n).ok_or(pos)?).ok_or(pos)?;
-                pos += n;
-                b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
-            }
-            _ => return Err(head_at),
-        };
-        match major {
-            0 | 1 | 7 => {}
-            2 | 3 => {
-                let len = usize::try_from(arg).map_err(|_| head_at)?;
-                pos = pos
-                    .checked_add(len)
-                    .filter(|&e| e <= bytes.len())
-                    .ok_or(head_at)?;
-            }
-            4 => pending = pending.checked_add(arg).ok_or(head_at)?,
-            5 => {
-                pending = arg
-                    .checked_mul(2)
-                    .and_then(|n| pending.checked_add(n))
-                    .ok_or(head_at)?
-            }
-            _ => pending += 1, // 6: tag, one enclosed item
-        }
-        // Every pending item needs at least one byte: bounds the loop by the input size.
-        if pending > (bytes.len() - pos) as u64 {
-            return Err(head_at);
-        }
-    }
-    Ok(pos)
 }
 
 #[cfg(test)]
@@ -776,6 +700,7 @@ mod tests {
     use super::*;
     use crate::errors::ErrorCode;
     use crate::state_machine::{ReceiptOutcome, TxEvent as E};
+    use sha2::{Digest, Sha256};
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_unix_secs(1_780_000_000 + s).expect("in range")
@@ -1080,11 +1005,10 @@ mod tests {
         assert_eq!(back, t.entries());
         assert_eq!(AuditTrail::from_entries(TX, back).unwrap(), t);
         // Item boundaries are the entry encodings.
-        let mut off = 0;
-        for e in t.entries() {
-            let one = e.to_cbor().unwrap();
-            assert_eq!(item_end(&bytes, off), Ok(off + one.len()));
-            off += one.len();
+        let items = cbor::sequence_from_slice(&bytes).unwrap();
+        assert_eq!(items.len(), t.entries().len());
+        for (item, e) in items.iter().zip(t.entries()) {
+            assert_eq!(cbor::to_vec(item).unwrap(), e.to_cbor().unwrap());
         }
         // Flipping any bit of the export is detected: undecodable, malformed, or broken chain.
         for i in 0..bytes.len() {
@@ -1218,21 +1142,6 @@ mod tests {
         };
         assert!(matches!(t.append(rec, ts(0)), Err(AuditError::Encode(_))));
         assert!(t.entries().is_empty());
-    }
-
-    #[test]
-    fn item_end_is_bounded_and_total() {
-        assert_eq!(item_end(&[0x00], 0), Ok(1));
-        assert_eq!(item_end(&[0x18, 0x20], 0), Ok(2));
-        assert_eq!(item_end(&[0x82, 0x01, 0xa1, 0x61, 0x61, 0xf6], 0), Ok(6));
-        assert_eq!(item_end(&[0xc0, 0x61, 0x41], 0), Ok(3));
-        assert!(item_end(&[0x9f, 0xff], 0).is_err(), "indefinite length");
-        assert!(item_end(&[0x1c], 0).is_err(), "reserved ai");
-        assert!(item_end(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0).is_err());
-        assert!(item_end(&[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0).is_err());
-        assert!(item_end(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0).is_err());
-        assert!(item_end(&[0x19, 0x01], 0).is_err(), "truncated argument");
-        assert!(item_end(&[], 0).is_err());
     }
 
     #[test]

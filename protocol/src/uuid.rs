@@ -16,8 +16,6 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 use crate::cbor::Value;
 use crate::errors::{Coded, ErrorCode};
 use crate::time::Timestamp;
@@ -203,7 +201,7 @@ pub struct MtpUuid([u8; BYTE_LEN]);
 
 /// `SHA-256(UTF-8 of the full DID string)[0..6]` (BIND-IX-I01; PROFILE G-29).
 pub fn source_of(did: &str) -> [u8; 6] {
-    let h = Sha256::digest(did.as_bytes());
+    let h = crate::crypto::sha256(did.as_bytes());
     let mut s = [0u8; 6];
     s.copy_from_slice(&h[..6]);
     s
@@ -499,7 +497,7 @@ impl UuidRegistry {
         id: MtpUuid,
         content: &[u8],
     ) -> Result<Reservation, UuidError> {
-        self.reserve(id, Sha256::digest(content).into())
+        self.reserve(id, crate::crypto::sha256(content))
     }
 
     pub fn is_reserved(&self, id: &MtpUuid) -> bool {
@@ -523,6 +521,7 @@ impl UuidRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     const DID: &str = "did:mtp:4HUtbHhN2TkpR7mBqWdF5P3e8vXyZ1jKcLoA9sGbQiEu";
 

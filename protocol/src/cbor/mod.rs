@@ -163,6 +163,21 @@ pub fn check_deterministic(bytes: &[u8]) -> Result<(), DecodeError> {
     syntax::parse(bytes, syntax::Mode::Strict).map(|_| ())
 }
 
+/// Strict decoder for an RFC 8742 CBOR sequence (e.g. an audit-trail export, PROFILE G-42):
+/// zero or more concatenated items, each deterministically encoded. On failure, the index
+/// of the failing item and its error, whose offset is into `bytes`.
+pub fn sequence_from_slice(bytes: &[u8]) -> Result<Vec<Value>, (usize, DecodeError)> {
+    let mut items = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let (node, end) =
+            syntax::parse_at(bytes, start, syntax::Mode::Strict).map_err(|e| (items.len(), e))?;
+        items.push(node.to_value());
+        start = end;
+    }
+    Ok(items)
+}
+
 /// Lenient decoder: any well-formed single data item (indefinite lengths, non-shortest
 /// forms, unsorted and duplicate keys accepted; depth and lengths still bounded).
 pub fn from_slice_lenient(bytes: &[u8]) -> Result<Value, DecodeError> {

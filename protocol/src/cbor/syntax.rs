@@ -80,6 +80,22 @@ struct Parser<'a> {
     mode: Mode,
 }
 
+/// Parses the one data item that starts at `start`; returns it and the offset just past it
+/// (RFC 8742 item boundary). Error offsets are absolute.
+pub(crate) fn parse_at(
+    bytes: &[u8],
+    start: usize,
+    mode: Mode,
+) -> Result<(Node, usize), DecodeError> {
+    let mut p = Parser {
+        b: bytes,
+        pos: start,
+        mode,
+    };
+    let node = p.item(0)?;
+    Ok((node, p.pos))
+}
+
 /// Parses exactly one data item from `bytes` (no trailing bytes).
 pub(crate) fn parse(bytes: &[u8], mode: Mode) -> Result<Node, DecodeError> {
     let mut p = Parser {

@@ -285,3 +285,26 @@ fn error_codes() {
     let e = from_slice(&h("ff")).unwrap_err();
     assert_eq!(e.code(), ErrorCode::TransientSerializationFailure);
 }
+
+/// RFC 8742 sequences: item boundaries, and refusal of anything a strict single-item decode
+/// refuses, with the failing item's index (moved from the audit module's boundary walker).
+#[test]
+fn sequence_boundaries_are_bounded_and_total() {
+    let one = |b: &[u8]| super::sequence_from_slice(b).map(|v| v.len());
+    assert_eq!(one(&[0x00]), Ok(1));
+    assert_eq!(one(&[0x18, 0x20]), Ok(1));
+    assert_eq!(one(&[0x82, 0x01, 0xa1, 0x61, 0x61, 0xf6]), Ok(1));
+    assert_eq!(one(&[0xc0, 0x61, 0x41]), Ok(1));
+    assert_eq!(one(&[0x00, 0x18, 0x20, 0xc0, 0x61, 0x41]), Ok(3));
+    assert!(one(&[0x9f, 0xff]).is_err(), "indefinite length");
+    assert!(one(&[0x1c]).is_err(), "reserved ai");
+    assert!(one(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(one(&[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(one(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(one(&[0x19, 0x01]).is_err(), "truncated argument");
+    assert!(super::from_slice(&[]).is_err());
+    assert_eq!(one(&[]), Ok(0));
+    // The error names the failing item and an offset into the whole input.
+    let (index, e) = super::sequence_from_slice(&[0x00, 0x01, 0x19, 0x01]).unwrap_err();
+    assert_eq!((index, e.offset), (2, 2));
+}

@@ -9,7 +9,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
 
 use crate::crypto::{AlgorithmError, SignatureAlgorithm};
 use crate::errors::{Coded, ErrorCode};
@@ -279,7 +278,7 @@ impl Did {
                 found: public_key.len(),
             });
         }
-        Ok(Did::from_digest(Sha256::digest(public_key).into()))
+        Ok(Did::from_digest(crate::crypto::sha256(public_key)))
     }
 
     /// The DID whose method-specific id encodes `digest`.
@@ -488,6 +487,7 @@ impl fmt::Display for DidUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     pub(crate) fn mldsa65_pk(seed: u8) -> Vec<u8> {
         use ml_dsa::{Keypair, MlDsa65, SigningKey};
