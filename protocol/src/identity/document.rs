@@ -15,7 +15,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::crypto::{HashAlgorithm, KemAlgorithm, SignatureAlgorithm, SymmetricAlgorithm};
+use crate::crypto::{
+    AlgorithmSupportProfile, HashAlgorithm, KemAlgorithm, SignatureAlgorithm, SymmetricAlgorithm,
+};
 use crate::identity::did::{Did, DidError, DidUrl};
 use crate::identity::multikey::{KeyType, Multikey};
 
@@ -139,59 +141,24 @@ pub struct AlgorithmSupport {
     pub extra: Map<String, Json>,
 }
 
-/// A parsed Algorithm Support Profile (BIND X; PROFILE G-38).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SupportedAlgorithms {
-    pub signature: Vec<SignatureAlgorithm>,
-    pub kem: Vec<KemAlgorithm>,
-    pub symmetric: Vec<SymmetricAlgorithm>,
-    pub hash: Vec<HashAlgorithm>,
-}
-
-impl SupportedAlgorithms {
-    /// Everything the suite implements.
-    pub fn all() -> SupportedAlgorithms {
-        SupportedAlgorithms {
-            signature: SignatureAlgorithm::ALL.to_vec(),
-            kem: KemAlgorithm::ALL.to_vec(),
-            symmetric: SymmetricAlgorithm::ALL.to_vec(),
-            hash: HashAlgorithm::ALL.to_vec(),
+impl AlgorithmSupport {
+    /// The labels of a parsed profile, as written in a DID Document.
+    pub fn from_profile(p: &AlgorithmSupportProfile) -> AlgorithmSupport {
+        fn labels<T: Copy>(xs: &[T], label: fn(T) -> &'static str) -> Vec<String> {
+            xs.iter().map(|&x| label(x).to_owned()).collect()
         }
-    }
-
-    /// The baseline every profile must list (PROFILE G-38).
-    pub fn baseline() -> SupportedAlgorithms {
-        SupportedAlgorithms {
-            signature: vec![SignatureAlgorithm::MlDsa65],
-            kem: vec![KemAlgorithm::MlKem768],
-            symmetric: vec![SymmetricAlgorithm::Aes256Gcm],
-            hash: vec![HashAlgorithm::Sha256],
-        }
-    }
-
-    pub fn to_support(&self) -> AlgorithmSupport {
         AlgorithmSupport {
-            signature: self
-                .signature
-                .iter()
-                .map(|a| a.label().to_owned())
-                .collect(),
-            kem: self.kem.iter().map(|a| a.label().to_owned()).collect(),
-            symmetric: self
-                .symmetric
-                .iter()
-                .map(|a| a.label().to_owned())
-                .collect(),
-            hash: self.hash.iter().map(|a| a.label().to_owned()).collect(),
+            signature: labels(&p.signature, SignatureAlgorithm::label),
+            kem: labels(&p.kem, KemAlgorithm::label),
+            symmetric: labels(&p.symmetric, SymmetricAlgorithm::label),
+            hash: labels(&p.hash, HashAlgorithm::label),
             extra: Map::new(),
         }
     }
-}
 
-impl AlgorithmSupport {
     /// Parses every label; unknown or forbidden labels and missing baselines are errors
     /// (BIND-X-I02; PROFILE G-38). Returns all problems.
-    pub fn parse(&self) -> Result<SupportedAlgorithms, Vec<DidError>> {
+    pub fn parse(&self) -> Result<AlgorithmSupportProfile, Vec<DidError>> {
         let mut errs = Vec::new();
         fn each<T: PartialEq>(
             function: &'static str,
@@ -250,11 +217,12 @@ impl AlgorithmSupport {
             &mut errs,
         );
         if errs.is_empty() {
-            Ok(SupportedAlgorithms {
+            Ok(AlgorithmSupportProfile {
                 signature,
                 kem,
                 symmetric,
                 hash,
+                ignored: Vec::new(),
             })
         } else {
             Err(errs)
@@ -293,7 +261,7 @@ pub struct AgentDocumentParams {
     pub nats_cluster: String,
     /// ADC locations for the MTPDelegationChain service (omitted when empty).
     pub delegation_chain: Vec<String>,
-    pub algorithms: SupportedAlgorithms,
+    pub algorithms: AlgorithmSupportProfile,
 }
 
 /// A DID Document (BIND-II-A-01, BIND-II-A-02).
@@ -608,7 +576,7 @@ impl DidDocument {
     }
 
     /// The parsed Algorithm Support Profile.
-    pub fn algorithm_support(&self) -> Option<SupportedAlgorithms> {
+    pub fn algorithm_support(&self) -> Option<AlgorithmSupportProfile> {
         self.mtp_algorithm_support.as_ref()?.parse().ok()
     }
 
@@ -903,7 +871,7 @@ impl DidDocument {
             assertion_method: Some(sig_refs),
             key_agreement: Some(kem_refs),
             service: Some(services),
-            mtp_algorithm_support: Some(p.algorithms.to_support()),
+            mtp_algorithm_support: Some(AlgorithmSupport::from_profile(&p.algorithms)),
             extra: Map::new(),
         })
     }
@@ -948,7 +916,7 @@ mod tests {
             nats_port: 4222,
             nats_cluster: "mtp-test".into(),
             delegation_chain: vec!["https://principal.example/adc/1".into()],
-            algorithms: SupportedAlgorithms::all(),
+            algorithms: AlgorithmSupportProfile::full(),
         }
     }
 
@@ -1006,7 +974,7 @@ mod tests {
             d.delegation_chain(),
             Some(vec!["https://principal.example/adc/1".to_owned()])
         );
-        assert_eq!(d.algorithm_support(), Some(SupportedAlgorithms::all()));
+        assert_eq!(d.algorithm_support(), Some(AlgorithmSupportProfile::full()));
         assert_eq!(
             d.key("#kem-1").map(|k| k.key_type()),
             Some(KeyType::Kem(KemAlgorithm::MlKem768))

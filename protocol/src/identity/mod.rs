@@ -8,6 +8,6 @@ pub mod multikey;
 pub use did::{AnyDid, Did, DidError, DidUrl};
 pub use document::{
     AgentDocumentParams, AlgorithmSupport, AsyncEndpoint, DidDocument, Relationship, Service,
-    SupportedAlgorithms, SyncEndpoint, VerificationMethod,
+    SyncEndpoint, VerificationMethod,
 };
 pub use multikey::{KeyType, Multikey, MultikeyError};
