@@ -11,7 +11,7 @@ use crate::cbor::Value;
 use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::primitives::common::{
-    CborObject, Errors, Map, MapBuilder, MapReader, Number, ObjectError, Signature, Signed,
+    CborObject, Errors, Map, MapBuilder, MapReader, Number, ObjectError, Signature,
     ValidationError, check_encodable, index_path, join_path, read_array, read_bytes, read_did,
     read_number, read_signature_field, read_text, read_uint, read_uuid, uuid_value,
 };
@@ -631,10 +631,6 @@ impl CborObject for AttributionRecord {
             _ => Err(errs.into_object_error()),
         }
     }
-}
-
-impl Signed for AttributionRecord {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(AttributionRecord);

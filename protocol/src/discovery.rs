@@ -9,7 +9,7 @@ use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::negotiation::compose_hints;
 use crate::primitives::common::{
-    CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature, Signed,
+    CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature,
     ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
     read_classifier, read_did, read_jurisdictions, read_open_map, read_signature_field, read_tdate,
     read_text, read_text_array, read_uint, read_uuid, tdate_value, text_array_value, uuid_value,
@@ -517,13 +517,8 @@ impl CborObject for CapabilityManifest {
     }
 }
 
-impl Signed for CapabilityManifest {
-    const SIGNATURE_FIELD: &'static str = "signature";
-    /// 2100 Manifest Signature Invalid (BIND XI; SPEC-III-B-1-04).
-    const SIGNATURE_CODE: ErrorCode = ErrorCode::ManifestSignatureInvalid;
-}
-
-crate::impl_single_signed!(CapabilityManifest);
+// 2100 Manifest Signature Invalid (BIND XI; SPEC-III-B-1-04).
+crate::impl_single_signed!(CapabilityManifest => ErrorCode::ManifestSignatureInvalid);
 
 /// How fresh a manifest is (SPEC-III-B-1-06; PROFILE G-08).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -944,10 +939,6 @@ impl CborObject for OfferRevocation {
             _ => Err(errs.into_object_error()),
         }
     }
-}
-
-impl Signed for OfferRevocation {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(OfferRevocation);

@@ -237,10 +237,6 @@ impl CborObject for MtpErrorRecord {
     }
 }
 
-impl Signed for MtpErrorRecord {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(MtpErrorRecord);
 
 /// Notification `type` (PROFILE G-16).
@@ -402,10 +398,6 @@ impl CborObject for Notification {
     fn json_hints() -> &'static [Hint] {
         NOTIFICATION_HINTS
     }
-}
-
-impl Signed for Notification {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(Notification);

@@ -13,7 +13,7 @@ use crate::error_record::MtpErrorRecord;
 use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::primitives::common::{
-    CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature, Signed,
+    CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature,
     SingleSigned, ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
     read_did, read_open_map, read_signature_field, read_tdate, read_text, read_uint, read_uuid,
     tdate_value, uuid_value,
@@ -327,10 +327,6 @@ impl CborObject for Proposal {
     }
 }
 
-impl Signed for Proposal {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(Proposal);
 
 // ---------------------------------------------------------------------------------------
@@ -490,10 +486,6 @@ impl CborObject for NegotiationInitiation {
     }
 }
 
-impl Signed for NegotiationInitiation {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(NegotiationInitiation);
 
 // ---------------------------------------------------------------------------------------
@@ -564,10 +556,6 @@ impl CborObject for Acceptance {
     }
 }
 
-impl Signed for Acceptance {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(Acceptance);
 
 /// Rejection: the responder declines to negotiate further (SPEC III-C-1; PROFILE G-10).
@@ -624,10 +612,6 @@ impl CborObject for Rejection {
         };
         finish(v, errs, out)
     }
-}
-
-impl Signed for Rejection {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(Rejection);
@@ -777,10 +761,6 @@ impl CborObject for Termination {
         };
         finish(v, errs, out)
     }
-}
-
-impl Signed for Termination {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(Termination);

@@ -11,8 +11,8 @@ use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
 use crate::primitives::common::{
     CborObject, Errors, Map, MapBuilder, MapReader, Number, ObjectError, PriceSpec, PriceUnit,
-    Signature, Signed, ValidationError, check_encodable, read_open_map, read_signature_field,
-    read_tdate, read_text, read_text_array, read_uuid, tdate_value, text_array_value, uuid_value,
+    Signature, ValidationError, check_encodable, read_open_map, read_signature_field, read_tdate,
+    read_text, read_text_array, read_uuid, tdate_value, text_array_value, uuid_value,
 };
 use crate::primitives::json::{Hint, Kind};
 use crate::primitives::receipt::DisputeInitiation;
@@ -589,10 +589,6 @@ impl CborObject for DisputeInitiationRecord {
             _ => Err(errs.into_object_error()),
         }
     }
-}
-
-impl Signed for DisputeInitiationRecord {
-    const SIGNATURE_FIELD: &'static str = "signature";
 }
 
 crate::impl_single_signed!(DisputeInitiationRecord);

@@ -1358,11 +1358,25 @@ fn check_one<T: Signed>(
         .map_err(|e| signature_error::<T>(path, SignatureFailure::Crypto(e)))
 }
 
-/// Implements [`SingleSigned`] for a struct whose `signature` field is an
-/// `Option<Signature>`.
+/// Implements [`Signed`] (field `signature`) and [`SingleSigned`] for structs whose
+/// `signature` field is an `Option<Signature>`. `Type => CODE` overrides the code of a
+/// signature failure (default 1100).
 #[macro_export]
 macro_rules! impl_single_signed {
+    ($t:ty => $code:expr) => {
+        impl $crate::primitives::common::Signed for $t {
+            const SIGNATURE_FIELD: &'static str = "signature";
+            const SIGNATURE_CODE: $crate::errors::ErrorCode = $code;
+        }
+        $crate::impl_single_signed!(@single $t);
+    };
     ($($t:ty),+ $(,)?) => {$(
+        impl $crate::primitives::common::Signed for $t {
+            const SIGNATURE_FIELD: &'static str = "signature";
+        }
+        $crate::impl_single_signed!(@single $t);
+    )+};
+    (@single $t:ty) => {
         impl $crate::primitives::common::SingleSigned for $t {
             fn signature(&self) -> Option<&$crate::primitives::common::Signature> {
                 self.signature.as_ref()
@@ -1371,7 +1385,7 @@ macro_rules! impl_single_signed {
                 self.signature = s;
             }
         }
-    )+};
+    };
 }
 
 /// Objects with one `signature: mtp-signature` (Offer, Request, Receipt, error records, …).

@@ -624,8 +624,4 @@ impl CborObject for Offer {
     }
 }
 
-impl Signed for Offer {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(Offer);

@@ -518,8 +518,4 @@ impl CborObject for Receipt {
     }
 }
 
-impl Signed for Receipt {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(Receipt);

@@ -547,8 +547,4 @@ impl CborObject for Request {
     }
 }
 
-impl Signed for Request {
-    const SIGNATURE_FIELD: &'static str = "signature";
-}
-
 crate::impl_single_signed!(Request);
