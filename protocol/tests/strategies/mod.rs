@@ -2,13 +2,16 @@
 //! Function names are stable: other test files depend on them.
 #![allow(dead_code)]
 
-use mtp_protocol::cbor::Value;
+use mtp_protocol::cbor::{self, Value, mutate};
+use mtp_protocol::crypto::{PublicKey, SignatureAlgorithm, SigningKey};
 use mtp_protocol::error_record::{MtpErrorRecord, Notification, NotificationType};
+use mtp_protocol::errors::Coded;
 use mtp_protocol::errors::{ErrorCode, Severity};
 use mtp_protocol::identity::{AnyDid, Did};
 use mtp_protocol::primitives::common::{
     AgentSignature, Map, Number, Participant, PriceSpec, PriceUnit, Role, Signature,
 };
+use mtp_protocol::primitives::json::{from_json, to_json};
 use mtp_protocol::primitives::offer::{
     DeliverySpec, Description, Offer, Prerequisite, SettlementSpec, SettlementTiming,
     TermsTemplate, TimeOrDuration, ValidityWindow,
@@ -22,12 +25,14 @@ use mtp_protocol::primitives::request::{
 use mtp_protocol::primitives::terms::{
     DiscountTier, DisputeResolution, Terms, TermsDelivery, TermsPrice, TermsSettlement,
 };
+use mtp_protocol::primitives::{CborObject, SingleSigned};
 use mtp_protocol::taxonomy::Classifier;
 use mtp_protocol::time::Timestamp;
 use mtp_protocol::uuid::{MtpUuid, ObjectType};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// Sorts map entries into deterministic order (bytewise order of the encoded keys),
 /// recursively, as the strict decoder yields them.
@@ -885,4 +890,105 @@ pub fn arb_notification() -> impl Strategy<Value = Notification> {
                 unknown,
             },
         )
+}
+
+// ---- Shared property checks -------------------------------------------------------------
+
+/// Recursively shuffles every map's entries (xorshift on `state`).
+pub fn shuffle(v: &Value, state: &mut u64) -> Value {
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    };
+    match v {
+        Value::Map(es) => {
+            let mut es: Vec<(Value, Value)> = es.to_vec();
+            for i in (1..es.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                es.swap(i, j);
+            }
+            Value::Map(
+                es.into_iter()
+                    .map(|(k, v)| (k, shuffle(&v, state)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| shuffle(x, state)).collect()),
+        Value::Tag(t, inner) => Value::Tag(*t, Box::new(shuffle(inner, state))),
+        other => other.clone(),
+    }
+}
+
+pub fn key(seed: u8) -> (SigningKey, PublicKey, Did) {
+    let k = SigningKey::from_seed(SignatureAlgorithm::MlDsa65, &[seed; 32]);
+    let pk = k.public_key();
+    let did = Did::derive(SignatureAlgorithm::MlDsa65, pk.as_bytes()).expect("ML-DSA-65 key");
+    (k, pk, did)
+}
+
+pub fn with_extra_field<T: CborObject>(x: &T) -> T {
+    let Value::Map(mut es) = x.to_value() else {
+        panic!("objects are maps")
+    };
+    es.push((Value::text("x_injected_after_signing"), Value::Integer(1)));
+    T::from_value(&Value::Map(es)).expect("still valid")
+}
+
+pub fn check_codec<T: CborObject + PartialEq + std::fmt::Debug>(
+    x: &T,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let bytes = x.to_cbor();
+    let back = T::from_cbor(&bytes).map_err(|e| TestCaseError::fail(format!("decode: {e}")))?;
+    prop_assert_eq!(&back, x);
+    prop_assert_eq!(back.to_cbor(), bytes.clone());
+    let mut state = seed | 1;
+    let shuffled = shuffle(&x.to_value(), &mut state);
+    prop_assert_eq!(cbor::to_vec(&shuffled).expect("encodable"), bytes.clone());
+    for (name, m) in [
+        (
+            "reorder",
+            mutate::reorder_map_keys as fn(&[u8]) -> Option<Vec<u8>>,
+        ),
+        ("indefinite", mutate::indefinite_length),
+        ("non-shortest int", mutate::non_shortest_int),
+        ("non-shortest float", mutate::non_shortest_float),
+        ("duplicate key", mutate::duplicate_key),
+        ("length-first", mutate::length_first_order),
+    ] {
+        if let Some(bad) = m(&bytes) {
+            prop_assert!(T::from_cbor(&bad).is_err(), "{} variant accepted", name);
+        }
+    }
+    let j = to_json(x).map_err(|e| TestCaseError::fail(format!("to_json: {e}")))?;
+    let text = serde_json::to_string(&j).expect("serialisable");
+    let j2: serde_json::Value = serde_json::from_str(&text).expect("parses");
+    let back: T =
+        from_json(&j2).map_err(|e| TestCaseError::fail(format!("from_json: {e}\n{text}")))?;
+    prop_assert_eq!(&back, x);
+    Ok(())
+}
+
+pub fn check_single_signed<T: SingleSigned + PartialEq + std::fmt::Debug>(
+    mut x: T,
+    code: ErrorCode,
+    flip: impl Fn(&mut T),
+) -> Result<(), TestCaseError> {
+    let (k, pk, _) = key(7);
+    x.sign(&k, Some("did:mtp:x#key-1".into())).expect("sign");
+    prop_assert!(x.verify_signature(&pk).is_ok());
+    let back = T::from_cbor(&x.to_cbor()).expect("decodes");
+    prop_assert!(back.verify_signature(&pk).is_ok());
+    let back: T = from_json(&to_json(&x).expect("json")).expect("from json");
+    prop_assert!(back.verify_signature(&pk).is_ok());
+    let mut y = T::from_cbor(&x.to_cbor()).expect("decodes");
+    flip(&mut y);
+    prop_assert_eq!(y.verify_signature(&pk).map_err(|e| e.code()), Err(code));
+    let z = with_extra_field(&x);
+    prop_assert_eq!(z.verify_signature(&pk).map_err(|e| e.code()), Err(code));
+    let (_, other, _) = key(8);
+    prop_assert_eq!(x.verify_signature(&other).map_err(|e| e.code()), Err(code));
+    Ok(())
 }
