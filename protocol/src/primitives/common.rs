@@ -1401,7 +1401,7 @@ pub trait SingleSigned: Signed {
         })?;
         let value = key.sign(&msg);
         self.set_signature(Some(Signature {
-            algorithm: key.public_key().algorithm().label().to_owned(),
+            algorithm: key.algorithm().label().to_owned(),
             key_id,
             value,
             unknown: Map::new(),
@@ -1448,7 +1448,7 @@ pub trait MultiSigned: Signed {
         let value = key.sign(&msg);
         self.signatures_mut().push(AgentSignature {
             agent: agent.to_owned(),
-            algorithm: key.public_key().algorithm().label().to_owned(),
+            algorithm: key.algorithm().label().to_owned(),
             key_id,
             value,
             unknown: Map::new(),
