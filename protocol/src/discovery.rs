@@ -7,14 +7,13 @@ use std::cmp::Ordering;
 use crate::cbor::Value;
 use crate::errors::{Coded, ErrorCode};
 use crate::identity::Did;
-use crate::negotiation::compose_hints;
 use crate::primitives::common::{
     CborObject, Errors, Map, MapBuilder, MapReader, ObjectError, SCHEMA_REQ, Signature,
     ValidationError, check_encodable, index_path, join_path, read_array, read_bytes,
     read_classifier, read_did, read_jurisdictions, read_open_map, read_signature_field, read_tdate,
     read_text, read_text_array, read_uint, read_uuid, tdate_value, text_array_value, uuid_value,
 };
-use crate::primitives::json::{Hint, Kind};
+use crate::primitives::json::{Hint, Kind, compose_hints};
 use crate::primitives::{Offer, Request};
 use crate::taxonomy::Classifier;
 use crate::time::Timestamp;

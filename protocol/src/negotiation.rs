@@ -18,7 +18,7 @@ use crate::primitives::common::{
     read_did, read_open_map, read_signature_field, read_tdate, read_text, read_uint, read_uuid,
     tdate_value, uuid_value,
 };
-use crate::primitives::json::{Hint, Kind};
+use crate::primitives::json::{Hint, Kind, compose_hints};
 use crate::primitives::{Request, Terms};
 use crate::profile::{MAX_ROUNDS_RANGE, ROUND_TIMEOUT_MS_RANGE};
 use crate::time::Timestamp;
@@ -34,20 +34,6 @@ pub const ROUND_TIMEOUT_REQ: &str = "SPEC-III-C-1-01";
 pub const MAX_ROUNDS_REQ: &str = "SPEC-III-C-1-03";
 /// Every Proposal and Counterproposal is signed by the proposing Agent (SPEC-III-C-1-05).
 pub const PROPOSAL_SIGNATURE_REQ: &str = "SPEC-III-C-1-05";
-
-/// Schema-directed JSON hints (PROFILE G-27): `own` plus the hints of embedded objects
-/// re-rooted under their prefix. Called once per type from a `OnceLock`; the prefixed
-/// paths are leaked into `'static` once (bounded by the number of types).
-pub(crate) fn compose_hints(own: &[Hint], nested: &[(&str, &[Hint])]) -> Vec<Hint> {
-    let mut out = own.to_vec();
-    for (prefix, hints) in nested {
-        for h in hints.iter() {
-            let path: &'static str = Box::leak(format!("{prefix}.{}", h.path).into_boxed_str());
-            out.push(Hint { path, kind: h.kind });
-        }
-    }
-    out
-}
 
 const SIGNATURE_HINT: Hint = Hint {
     path: "signature.value",

@@ -305,6 +305,21 @@ fn from_json_at<'a>(
     }
 }
 
+/// Schema-directed JSON hints (PROFILE G-27): `own` plus the hints of embedded objects
+/// re-rooted under their prefix (for `CborObject::json_hints` of objects that embed
+/// others). Each call leaks its prefixed paths into `'static`: call it only inside a
+/// per-type `OnceLock` initialiser, so the leak is bounded by the number of types.
+pub fn compose_hints(own: &[Hint], nested: &[(&str, &[Hint])]) -> Vec<Hint> {
+    let mut out = own.to_vec();
+    for (prefix, hints) in nested {
+        for h in hints.iter() {
+            let path: &'static str = Box::leak(format!("{prefix}.{}", h.path).into_boxed_str());
+            out.push(Hint { path, kind: h.kind });
+        }
+    }
+    out
+}
+
 /// The JSON form of a protocol object (PROFILE G-27). Fails only for unknown fields the
 /// generic converter refuses (nesting deeper than [`MAX_DEPTH`]).
 pub fn to_json<T: CborObject>(obj: &T) -> Result<Json, JsonError> {
