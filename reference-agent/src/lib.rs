@@ -1,3 +1,5 @@
 //! The MTP reference agent (`mtp-agent`): the sans-IO core of `mtp-protocol` with tokio,
 //! gRPC/mTLS 1.3 (MTPSync, BIND V-A) and NATS JetStream (MTPAsync, BIND V-B) at the edges.
 #![forbid(unsafe_code)]
+
+pub mod transport;

@@ -1,9 +1,19 @@
-//! Identity Layer (SPEC III-A, BIND II): did:mtp identifiers, Multikey public keys and
-//! DID Documents.
+//! Identity Layer (SPEC III-A, BIND II–III): did:mtp identifiers, Multikey public keys,
+//! DID Documents and their resolution and updates, Verifiable Credentials, Authority
+//! Delegation Certificates and chains, revocation, selective disclosure and
+//! zero-knowledge authority proofs.
 
 pub mod did;
 pub mod document;
 pub mod multikey;
+pub mod resolution;
+
+pub mod jsonld;
+pub mod credential;
+pub mod status_list;
+pub mod delegation;
+pub mod disclosure;
+pub mod authority_proof;
 
 pub use did::{AnyDid, Did, DidError, DidUrl};
 pub use document::{

@@ -1,0 +1,1 @@
+//! MTPAsync: NATS JetStream with the encrypted envelope of PROFILE G-06 (BIND V-B).
