@@ -173,6 +173,9 @@ registry! {
     ProtocolVersionUnsupported = 107, false, "Protocol Version Unsupported";
     /// 0108 Message Integrity Failure: per-message SHA-256 does not match (SPEC-VII-A; PROFILE G-41).
     MessageIntegrityFailure = 108, false, "Message Integrity Failure";
+    /// 0109 Transport Security Failure: a TLS 1.3 handshake refused under the TLS profile —
+    /// version, cipher suite, key-exchange group, missing or unpinned certificate (BIND V-A; PROFILE G-37).
+    TransportSecurityFailure = 109, false, "Transport Security Failure";
     /// 0200 Transient Serialization Failure: incomplete or undecodable frame (SPEC VI; PROFILE G-17).
     TransientSerializationFailure = 200, false, "Transient Serialization Failure";
     /// 0400 Duplicate Delivery Ignored: byte-identical redelivery of a known object (PROFILE G-29).
