@@ -2,4 +2,5 @@
 //! gRPC/mTLS 1.3 (MTPSync, BIND V-A) and NATS JetStream (MTPAsync, BIND V-B) at the edges.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod transport;
