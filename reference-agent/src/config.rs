@@ -230,7 +230,9 @@ impl AgentConfig {
 /// `sha256:` followed by 64 lowercase hex characters (PROFILE G-32).
 pub fn is_fingerprint(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
