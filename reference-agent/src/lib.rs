@@ -4,5 +4,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod events;
 pub mod store;
+pub mod transaction;
 pub mod transport;
