@@ -2,8 +2,10 @@
 //! gRPC/mTLS 1.3 (MTPSync, BIND V-A) and NATS JetStream (MTPAsync, BIND V-B) at the edges.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod keys;
+pub mod layers;
 pub mod events;
 pub mod store;
 pub mod transaction;

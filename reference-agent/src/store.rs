@@ -146,30 +146,34 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Record a reserved MTP-UUID (SPEC IX: never reused, even after a restart).
-    pub fn reserve_uuid(&self, uuid: &[u8; 32]) -> Result<(), StoreError> {
+    /// Record a reserved MTP-UUID and the digest of the content bound to it (SPEC IX: never
+    /// reused, even after a restart).
+    pub fn reserve_uuid(&self, uuid: &[u8; 32], digest: &[u8; 32]) -> Result<(), StoreError> {
         let path = self.root.join("uuids.log");
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        writeln!(f, "{}", hex::encode(uuid)).map_err(io(&path))?;
+        writeln!(f, "{} {}", hex::encode(uuid), hex::encode(digest)).map_err(io(&path))?;
         f.sync_data().map_err(io(&path))
     }
 
-    /// Every MTP-UUID reserved so far.
-    pub fn reserved_uuids(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+    /// Every MTP-UUID reserved so far, with its content digest.
+    pub fn reserved_uuids(&self) -> Result<Vec<([u8; 32], [u8; 32])>, StoreError> {
         let path = self.root.join("uuids.log");
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&path)(e)),
         };
+        let parse = |h: &str| hex::decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
         Ok(text
             .lines()
-            .filter_map(|l| hex::decode(l.trim()).ok())
-            .filter_map(|b| <[u8; 32]>::try_from(b).ok())
+            .filter_map(|l| {
+                let (u, d) = l.trim().split_once(' ')?;
+                Some((parse(u)?, parse(d)?))
+            })
             .collect())
     }
 
@@ -239,11 +243,14 @@ mod tests {
     fn uuids_and_receipts_persist() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
-        store.reserve_uuid(&[1; 32]).unwrap();
-        store.reserve_uuid(&[2; 32]).unwrap();
+        store.reserve_uuid(&[1; 32], &[7; 32]).unwrap();
+        store.reserve_uuid(&[2; 32], &[8; 32]).unwrap();
         store.put_receipt(&[3; 32], b"\xa0").unwrap();
         let again = StateStore::open(dir.path()).unwrap();
-        assert_eq!(again.reserved_uuids().unwrap(), vec![[1; 32], [2; 32]]);
+        assert_eq!(
+            again.reserved_uuids().unwrap(),
+            vec![([1; 32], [7; 32]), ([2; 32], [8; 32])]
+        );
         assert_eq!(again.receipts().unwrap(), vec![([3; 32], b"\xa0".to_vec())]);
         again.clear().unwrap();
         assert!(again.receipts().unwrap().is_empty());
