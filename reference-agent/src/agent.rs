@@ -19,7 +19,7 @@ use crate::events::{Event, EventKind, EventLog};
 use crate::keys::{AgentKeys, LABEL_RUN, LABEL_TLS};
 use crate::layers;
 use crate::store::{StateStore, StoreError};
-use crate::transaction::{TxError, Transactions};
+use crate::transaction::{Transactions, TxError};
 use crate::transport::sync::certs::{CertError, Fingerprint, TlsIdentity};
 use crate::transport::sync::tls::PinSet;
 
@@ -66,6 +66,12 @@ pub struct AgentInner {
     pub store: StateStore,
     pub rng: Mutex<SeededRng>,
     pub uuids: Mutex<UuidRegistry>,
+    /// Open MTPSync channels by peer DID.
+    pub channels: Mutex<BTreeMap<String, tonic::transport::Channel>>,
+    /// Per-transaction objects shared by the layers.
+    pub deals: crate::deal::Deals,
+    /// MTPAsync, once connected (set by the runtime).
+    pub nats: std::sync::OnceLock<crate::transport::nats::AsyncTransport>,
     pub identity: layers::identity::State,
     pub discovery: layers::discovery::State,
     pub negotiation: layers::negotiation::State,
@@ -134,8 +140,8 @@ impl Agent {
             delegation_chain: Vec::new(),
             algorithms: AlgorithmSupportProfile::baseline(),
         };
-        let document = DidDocument::new_agent(&params)
-            .map_err(|e| AgentError::Document(e.to_string()))?;
+        let document =
+            DidDocument::new_agent(&params).map_err(|e| AgentError::Document(e.to_string()))?;
         let rng = SeededRng::from_seed(keys.derive(LABEL_RUN));
         let settlement = layers::settlement::State::new(&config.rails);
         Ok(Agent(Arc::new(AgentInner {
@@ -150,6 +156,9 @@ impl Agent {
             store,
             rng: Mutex::new(rng),
             uuids: Mutex::new(uuids),
+            channels: Mutex::new(BTreeMap::new()),
+            deals: crate::deal::Deals::default(),
+            nats: std::sync::OnceLock::new(),
             identity: layers::identity::State::default(),
             discovery: layers::discovery::State::default(),
             negotiation: layers::negotiation::State::default(),
@@ -181,7 +190,10 @@ impl Agent {
 
     /// `N` bytes from the agent's seeded run RNG.
     pub fn random<const N: usize>(&self) -> [u8; N] {
-        self.rng.lock().unwrap_or_else(|p| p.into_inner()).bytes::<N>()
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bytes::<N>()
     }
 
     /// A fresh MTP-UUID for an object this agent creates (SPEC IX; PROFILE G-29).
@@ -197,10 +209,7 @@ impl Agent {
         let digest = mtp_protocol::crypto::sha256(content);
         let fresh = {
             let mut g = self.uuids.lock().unwrap_or_else(|p| p.into_inner());
-            matches!(
-                g.reserve(id, digest)?,
-                mtp_protocol::uuid::Reservation::New
-            )
+            matches!(g.reserve(id, digest)?, mtp_protocol::uuid::Reservation::New)
         };
         if fresh {
             self.store.reserve_uuid(id.as_bytes(), &digest)?;
@@ -286,8 +295,65 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// A pinned MTPSync channel to a known peer (its DID Document's `#sync` endpoint and
+    /// certificate fingerprint, PROFILE G-32/G-37). Channels are cached per DID.
+    pub async fn channel(
+        &self,
+        did: &str,
+    ) -> Result<tonic::transport::Channel, crate::transport::sync::ConnectError> {
+        if let Some(c) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(did)
+        {
+            return Ok(c.clone());
+        }
+        let doc = self.peer(did).ok_or_else(|| {
+            crate::transport::sync::ConnectError::Endpoint(
+                crate::transport::sync::client::EndpointError::Missing(did.to_owned()),
+            )
+        })?;
+        let sync = doc.sync_endpoint().ok_or_else(|| {
+            crate::transport::sync::ConnectError::Endpoint(
+                crate::transport::sync::client::EndpointError::Missing(did.to_owned()),
+            )
+        })?;
+        let endpoint = format!("grpcs://{}:{}", sync.host, sync.port);
+        let channel = crate::transport::sync::connect(
+            &endpoint,
+            Fingerprint::from_bytes(sync.tls_certificate_sha256),
+            &self.tls,
+            &crate::transport::sync::ClientOptions::default(),
+        )
+        .await?;
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(did.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The MTP `Agent` service client of a known peer.
+    pub async fn agent_client(
+        &self,
+        did: &str,
+    ) -> Result<
+        crate::transport::sync::pb::agent_client::AgentClient<tonic::transport::Channel>,
+        crate::transport::sync::ConnectError,
+    > {
+        Ok(crate::transport::sync::pb::agent_client::AgentClient::new(
+            self.channel(did).await?,
+        ))
+    }
+}
+
 impl KeyResolver for Agent {
-    fn resolve_assertion_key(&self, verification_method: &str) -> Result<PublicKey, CredentialError> {
+    fn resolve_assertion_key(
+        &self,
+        verification_method: &str,
+    ) -> Result<PublicKey, CredentialError> {
         let did = verification_method
             .split('#')
             .next()

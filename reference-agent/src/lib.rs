@@ -4,8 +4,10 @@
 
 pub mod agent;
 pub mod config;
+pub mod deal;
 pub mod keys;
 pub mod layers;
+pub mod services;
 pub mod events;
 pub mod store;
 pub mod transaction;

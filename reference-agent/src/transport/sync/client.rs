@@ -46,6 +46,9 @@ pub enum EndpointError {
     Host(String),
     #[error("invalid endpoint port {0:?}")]
     Port(String),
+    /// The peer is unknown or its DID Document has no MTPSync endpoint.
+    #[error("no MTPSync endpoint known for {0}")]
+    Missing(String),
 }
 
 impl Coded for EndpointError {
