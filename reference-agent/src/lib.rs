@@ -7,6 +7,7 @@ pub mod config;
 pub mod deal;
 pub mod keys;
 pub mod layers;
+pub mod runtime;
 pub mod services;
 pub mod events;
 pub mod store;
