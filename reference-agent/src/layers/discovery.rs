@@ -22,3 +22,15 @@ pub async fn on_notification(agent: &Agent, notification: &Notification) -> Resu
     let _ = (agent, notification);
     Ok(())
 }
+
+/// A message received on a discovery NATS subject (`mtp.offer.>`, `mtp.request.>`,
+/// `mtp.manifest.>`, `mtp.revocation.>`; PROFILE G-06), already opened and checked by the
+/// runtime's consumer loop.
+pub async fn on_nats_message(
+    agent: &Agent,
+    subject: &str,
+    frame: mtp_protocol::wire::Frame,
+) -> Result<(), Status> {
+    let _ = (agent, subject, frame);
+    Ok(())
+}

