@@ -1161,3 +1161,99 @@ fn chain_verifies_with_rotated_issuer_keys() {
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::SignatureVerificationFailure);
 }
+
+// ---------------------------------------------------------------------------------------
+// Hidden limit with a zk_range proof (PROFILE G-36)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hidden_limit_on_the_last_link_needs_a_range_proof_and_respects_the_ceiling() {
+    use mtp_protocol::identity::authority_proof::{self as ap, MaxValueCommitment, MinorAmount};
+    use mtp_protocol::uuid::{MtpUuid, ObjectType};
+
+    let secret = [42u8; 32];
+    let hidden_max = MinorAmount::new(30_000, "USD"); // 300.00 USD, never revealed
+    let mut w = World::new(3);
+    let chain = w.chain(2, |i, a| {
+        if i == 1 {
+            let id = a.id.clone().expect("id");
+            let c = MaxValueCommitment::commit(&hidden_max, &secret, &id).expect("commit");
+            a.max_transaction_value = MaxTransactionValue::hidden("USD").expect("hidden");
+            a.max_transaction_value_commitment = Some(c.point);
+        }
+    });
+    // The signed credential carries no amount.
+    let subject = chain[1].as_map()["credentialSubject"].clone();
+    assert!(subject["maxTransactionValue"].get("amount").is_none());
+    let status = w.status();
+    let eff = verify(&chain, &w, &status, 2).expect("valid chain with a hidden last limit");
+    assert!(eff.max_transaction_value.hidden);
+    assert_eq!(eff.ceiling.as_ref().map(|c| c.minor_units), Some(50_000));
+
+    let price =
+        |amount: i128| PriceSpec::new(Number::Int(amount), PriceUnit::parse("USD").expect("unit"));
+    // Without a proof the amount cannot be accepted.
+    assert_eq!(
+        eff.check_price(&price(100)).expect_err("hidden").code(),
+        ErrorCode::AuthorityAttestationInvalid
+    );
+    let request_id = MtpUuid::new(ObjectType::Request, 1, [1; 6], [2; 17]);
+    let counterparty = w.agent(1).to_owned();
+    let proof_value = chain[1]
+        .proof()
+        .expect("proof")
+        .expect("present")
+        .proof_value;
+    let ctx = ap::ProofContext::new(&request_id, &counterparty, &proof_value);
+    let id = chain[1].id().expect("id").to_owned();
+    let proof = ap::prove(&hidden_max, &secret, &id, &price(250), &ctx).expect("prove");
+    eff.check_amount_proven(&price(250), &proof, &ctx)
+        .expect("proven amount within the hidden limit");
+    // A proof for another amount does not carry over.
+    assert!(eff.check_amount_proven(&price(200), &proof, &ctx).is_err());
+    // Above the hidden limit no proof can be produced.
+    assert!(ap::prove(&hidden_max, &secret, &id, &price(301), &ctx).is_err());
+
+    // A hidden limit above the visible ceiling does not lift the ceiling.
+    let mut w2 = World::new(3);
+    let big = MinorAmount::new(90_000, "USD");
+    let chain2 = w2.chain(2, |i, a| {
+        if i == 1 {
+            let id = a.id.clone().expect("id");
+            let c = MaxValueCommitment::commit(&big, &secret, &id).expect("commit");
+            a.max_transaction_value = MaxTransactionValue::hidden("USD").expect("hidden");
+            a.max_transaction_value_commitment = Some(c.point);
+        }
+    });
+    let status2 = w2.status();
+    let eff2 = verify(&chain2, &w2, &status2, 2).expect("valid chain");
+    let pv2 = chain2[1]
+        .proof()
+        .expect("proof")
+        .expect("present")
+        .proof_value;
+    let ctx2 = ap::ProofContext::new(&request_id, &counterparty, &pv2);
+    let id2 = chain2[1].id().expect("id").to_owned();
+    let p2 = ap::prove(&big, &secret, &id2, &price(600), &ctx2).expect("prove");
+    assert!(
+        eff2.check_amount_proven(&price(600), &p2, &ctx2).is_err(),
+        "600 is above the principal's visible 500"
+    );
+
+    // A hidden limit on an intermediate link is refused (its child cannot be checked).
+    let mut w3 = World::new(4);
+    let chain3 = w3.chain(3, |i, a| {
+        if i == 1 {
+            let id = a.id.clone().expect("id");
+            let c = MaxValueCommitment::commit(&hidden_max, &secret, &id).expect("commit");
+            a.max_transaction_value = MaxTransactionValue::hidden("USD").expect("hidden");
+            a.max_transaction_value_commitment = Some(c.point);
+        }
+    });
+    let status3 = w3.status();
+    fails(
+        verify(&chain3, &w3, &status3, 3),
+        2,
+        ErrorCode::AuthorityAttestationInvalid,
+    );
+}

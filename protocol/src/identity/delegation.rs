@@ -85,6 +85,9 @@ pub enum SubsetViolation {
     Currency { parent: String, child: String },
     #[error("maxTransactionValue {child} exceeds the parent's {parent}")]
     Value { parent: String, child: String },
+    /// Only the last link may hide its limit (PROFILE G-36).
+    #[error("the parent's maxTransactionValue is hidden, so this link cannot be checked")]
+    HiddenParentLimit,
     #[error("jurisdiction {code} is not permitted by the parent")]
     Jurisdiction { code: String },
     #[error("payment rail {rail} is not permitted by the parent")]
@@ -103,9 +106,9 @@ impl SubsetViolation {
     pub fn dimension(&self) -> Dimension {
         match self {
             SubsetViolation::Scope { .. } => Dimension::Scope,
-            SubsetViolation::Currency { .. } | SubsetViolation::Value { .. } => {
-                Dimension::MaxTransactionValue
-            }
+            SubsetViolation::Currency { .. }
+            | SubsetViolation::Value { .. }
+            | SubsetViolation::HiddenParentLimit => Dimension::MaxTransactionValue,
             SubsetViolation::Jurisdiction { .. } => Dimension::Jurisdictions,
             SubsetViolation::PaymentRail { .. } => Dimension::PaymentRails,
             SubsetViolation::CounterpartyClass { .. }
@@ -249,6 +252,11 @@ pub struct MaxTransactionValue {
     pub exponent: u32,
     /// The amount in minor units, rounded half to even.
     pub minor_units: i128,
+    /// A hidden limit (PROFILE G-36): the claim is `{currency}` only and the credential
+    /// carries `maxTransactionValueCommitment`; `amount` and `minor_units` are then 0, so
+    /// every visible comparison fails safe and an amount needs a zk_range proof
+    /// ([`EffectiveAuthority::check_amount_proven`]).
+    pub hidden: bool,
 }
 
 /// Precision of a money unit (PROFILE G-03): ISO 4217 minor units, `MTP_COMPUTE_CREDIT` 6,
@@ -280,7 +288,15 @@ impl MaxTransactionValue {
             currency: currency.to_owned(),
             exponent,
             minor_units,
+            hidden: false,
         })
+    }
+
+    /// A hidden limit in `currency` (PROFILE G-36).
+    pub fn hidden(currency: &str) -> Result<MaxTransactionValue, DelegationError> {
+        let mut v = MaxTransactionValue::new(Decimal::from_int(0), currency)?;
+        v.hidden = true;
+        Ok(v)
     }
 
     /// `{amount: <JSON number>, currency}`.
@@ -296,7 +312,13 @@ impl MaxTransactionValue {
                 )
             })?,
             Some(_) => return Err(claim(MAX_TRANSACTION_VALUE, "amount must be a number")),
-            None => return Err(claim(MAX_TRANSACTION_VALUE, "amount is missing")),
+            None => {
+                let currency = m
+                    .get("currency")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| claim(MAX_TRANSACTION_VALUE, "currency must be a string"))?;
+                return MaxTransactionValue::hidden(currency);
+            }
         };
         let currency = m
             .get("currency")
@@ -326,7 +348,9 @@ impl MaxTransactionValue {
                 .map_or(Value::Null, Value::Number)
         });
         let mut m = Map::new();
-        m.insert("amount".into(), amount);
+        if !self.hidden {
+            m.insert("amount".into(), amount);
+        }
         m.insert("currency".into(), Value::String(self.currency.clone()));
         Value::Object(m)
     }
@@ -501,6 +525,12 @@ impl AuthorityDelegation {
                 "needs a revocation entry (BIND-III-B-05)",
             ));
         }
+        if max_transaction_value.hidden && max_transaction_value_commitment.is_none() {
+            return Err(claim(
+                MAX_TRANSACTION_VALUE,
+                "amount is missing (a hidden limit needs maxTransactionValueCommitment, PROFILE G-36)",
+            ));
+        }
         Ok(AuthorityDelegation {
             id: c.id().map(str::to_owned),
             issuer,
@@ -631,7 +661,9 @@ impl AuthorityDelegation {
                 parent: pv.currency.clone(),
                 child: cv.currency.clone(),
             });
-        } else if cv.minor_units > pv.minor_units {
+        } else if pv.hidden {
+            out.push(SubsetViolation::HiddenParentLimit);
+        } else if !cv.hidden && cv.minor_units > pv.minor_units {
             out.push(SubsetViolation::Value {
                 parent: pv.amount.to_string(),
                 child: cv.amount.to_string(),
@@ -718,6 +750,9 @@ pub struct EffectiveAuthority {
     pub scope: Vec<Classifier>,
     pub max_transaction_value: MaxTransactionValue,
     pub max_transaction_value_commitment: Option<[u8; 32]>,
+    /// When the last link's limit is hidden: the nearest visible ancestor limit, which the
+    /// amount must also respect (PROFILE G-36).
+    pub ceiling: Option<MaxTransactionValue>,
     pub permitted_jurisdictions: Vec<String>,
     pub permitted_payment_rails: Vec<String>,
     pub permitted_counterparty_classes: Option<Vec<String>>,
@@ -823,7 +858,20 @@ pub fn verify_chain(
             },
         });
     }
+    // PROFILE G-36: only the presenting Agent's own link may hide its limit; the visible
+    // ceiling is then the nearest ancestor's (limits never grow along a chain).
+    let ceiling = if last.max_transaction_value.hidden {
+        links[..last_index]
+            .iter()
+            .rev()
+            .map(|l| &l.max_transaction_value)
+            .find(|v| !v.hidden)
+            .cloned()
+    } else {
+        None
+    };
     Ok(EffectiveAuthority {
+        ceiling,
         principal: ctx.principal.to_owned(),
         agent: last.subject.clone(),
         scope: last.scope.clone(),
@@ -894,6 +942,11 @@ pub enum EnforcementError {
     PaymentRail { rail: String },
     #[error("counterparty class {class} is not permitted")]
     CounterpartyClass { class: String },
+    /// The limit is hidden: the amount needs a zk_range authority proof (PROFILE G-36).
+    #[error("the delegated maximum is hidden; a zk_range authority proof is required")]
+    HiddenLimit,
+    #[error("zk_range authority proof refused: {0}")]
+    RangeProof(String),
 }
 
 impl Coded for EnforcementError {
@@ -921,6 +974,9 @@ impl EffectiveAuthority {
     /// precision, round-half-even (PROFILE G-03, G-33).
     pub fn check_amount(&self, amount: Decimal, unit: &str) -> Result<(), EnforcementError> {
         let max = &self.max_transaction_value;
+        if max.hidden {
+            return Err(EnforcementError::HiddenLimit);
+        }
         if unit != max.currency {
             return Err(EnforcementError::Currency {
                 unit: unit.to_owned(),
@@ -936,6 +992,36 @@ impl EffectiveAuthority {
                 unit: unit.to_owned(),
                 max: max.amount.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// An amount against a hidden limit (PROFILE G-36): the zk_range proof must verify against
+    /// the commitment signed in the last link, bound to `ctx` (request, counterparty and that
+    /// credential's proofValue), and the amount must be within the visible ancestor ceiling.
+    pub fn check_amount_proven(
+        &self,
+        price: &PriceSpec,
+        proof: &crate::identity::authority_proof::ZkRangeProof,
+        ctx: &crate::identity::authority_proof::ProofContext,
+    ) -> Result<(), EnforcementError> {
+        use crate::identity::authority_proof::{self as ap, MaxValueCommitment};
+        let point = self
+            .max_transaction_value_commitment
+            .ok_or_else(|| EnforcementError::RangeProof("no committed limit".into()))?;
+        let commitment = MaxValueCommitment {
+            point,
+            currency: self.max_transaction_value.currency.clone(),
+        };
+        ap::verify(&commitment, price, ctx, proof)
+            .map_err(|e| EnforcementError::RangeProof(e.to_string()))?;
+        if let Some(ceiling) = &self.ceiling {
+            let parent = EffectiveAuthority {
+                max_transaction_value: ceiling.clone(),
+                ceiling: None,
+                ..self.clone()
+            };
+            parent.check_price(price)?;
         }
         Ok(())
     }
