@@ -653,6 +653,23 @@ impl AuditTrail {
         Ok(out)
     }
 
+    /// Export for human review (BIND IV-B; PROFILE G-28, G-42): the CBOR sequence in
+    /// diagnostic notation, one entry per line, items separated by commas (RFC 8610 App. G
+    /// sequence form).
+    pub fn to_diag(&self) -> Result<String, AuditError> {
+        let mut out = String::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push_str(",\n");
+            }
+            out.push_str(&cbor::diag::value_to_diag(&e.to_value(true)));
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
     /// Import of an RFC 8742 CBOR sequence: every item strictly decoded (deterministic CBOR)
     /// and parsed as an entry. Does not verify the chain; call [`AuditTrail::verify`].
     pub fn from_cbor_sequence(bytes: &[u8]) -> Result<Vec<AuditEntry>, AuditError> {
@@ -717,6 +734,20 @@ mod tests {
     }
 
     /// A realistic trail: every kind of entry.
+    #[test]
+    fn diag_export_is_the_sequence_in_edn_and_parses_back() {
+        let t = sample();
+        let edn = t.to_diag().unwrap();
+        assert_eq!(edn.lines().count(), t.entries().len());
+        let bytes = t.to_cbor_sequence().unwrap();
+        for (line, e) in edn.lines().zip(t.entries()) {
+            let item = line.trim_end_matches(',');
+            let v = cbor::diag::from_diag(item).unwrap();
+            assert_eq!(v, e.to_cbor().unwrap());
+        }
+        assert!(!bytes.is_empty());
+    }
+
     fn sample() -> AuditTrail {
         let mut t = AuditTrail::new(TX);
         let a = agents();
