@@ -5,11 +5,11 @@
 pub mod agent;
 pub mod config;
 pub mod deal;
+pub mod events;
 pub mod keys;
 pub mod layers;
 pub mod runtime;
 pub mod services;
-pub mod events;
 pub mod store;
 pub mod transaction;
 pub mod transport;
