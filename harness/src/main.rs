@@ -1,13 +1,15 @@
 //! `mtp-cert`: the MTP conformance harness.
 //!
-//! Today: `mtp-cert self-check`, the known-answer self-check of the protocol core, and
-//! `mtp-cert vectors generate`, which writes the deterministic vector corpus. The scenario
-//! runner and reports arrive with the next issues.
+//! `mtp-cert self-check` (known-answer self-check of the protocol core), `mtp-cert vectors
+//! generate` (the deterministic vector corpus), and the scenario runner: `run`, `list`,
+//! `replay`, `validate`, `ics-template` (`mtp_harness::cli`; exit codes documented there and
+//! in `docs/scenarios.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mtp_harness::cli;
 
 mod selfcheck;
 
@@ -43,6 +45,18 @@ enum Command {
         #[command(subcommand)]
         command: VectorsCommand,
     },
+    /// Runs the scenarios against an implementation under test; streams results to
+    /// `<out>/results.jsonl`. Exit 0: every applicable MUST scenario passed; 1: failures;
+    /// 2: usage or configuration error; 3: infrastructure error.
+    Run(cli::RunArgs),
+    /// Lists the selected scenarios: id, layer, level, requirements.
+    List(cli::ListArgs),
+    /// Replays one scenario with the run seed printed with its failure.
+    Replay(cli::ReplayArgs),
+    /// Loads and validates scenario files; every problem as `file:line: message`.
+    Validate(cli::ValidateArgs),
+    /// Prints a commented IUT description template.
+    IcsTemplate,
 }
 
 #[derive(Subcommand)]
@@ -84,5 +98,10 @@ fn main() -> ExitCode {
         Command::Vectors {
             command: VectorsCommand::Generate { out },
         } => vectors_generate(&out),
+        Command::Run(args) => cli::run(&args),
+        Command::List(args) => cli::list(&args),
+        Command::Replay(args) => cli::replay(&args),
+        Command::Validate(args) => cli::validate(&args),
+        Command::IcsTemplate => cli::ics_template(),
     }
 }
