@@ -115,6 +115,9 @@ impl Event {
     }
 }
 
+/// An event with its sequence number (from 1).
+pub type Numbered = (u64, Event);
+
 /// The numbered event log with live subscribers.
 #[derive(Debug)]
 pub struct EventLog {
@@ -148,7 +151,7 @@ impl EventLog {
 
     /// Events with sequence > `after`, and a receiver for later ones (no gap, no duplicate:
     /// the caller skips live events with sequence ≤ the last one returned).
-    pub fn since(&self, after: u64) -> (Vec<(u64, Event)>, broadcast::Receiver<(u64, Event)>) {
+    pub fn since(&self, after: u64) -> (Vec<Numbered>, broadcast::Receiver<Numbered>) {
         let v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let rx = self.live.subscribe();
         let past = v

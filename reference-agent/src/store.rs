@@ -37,6 +37,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// A stored receipt: (receipt id, det-CBOR).
+pub type StoredReceipt = ([u8; 32], Vec<u8>);
+/// A reserved MTP-UUID and the SHA-256 of the content bound to it.
+pub type Reservation = ([u8; 32], [u8; 32]);
+
 /// Handle on the state directory.
 #[derive(Clone, Debug)]
 pub struct StateStore {
@@ -127,7 +132,7 @@ impl StateStore {
     }
 
     /// Every stored receipt as (id, det-CBOR).
-    pub fn receipts(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+    pub fn receipts(&self) -> Result<Vec<StoredReceipt>, StoreError> {
         let dir = self.root.join("receipts");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
@@ -160,7 +165,7 @@ impl StateStore {
     }
 
     /// Every MTP-UUID reserved so far, with its content digest.
-    pub fn reserved_uuids(&self) -> Result<Vec<([u8; 32], [u8; 32])>, StoreError> {
+    pub fn reserved_uuids(&self) -> Result<Vec<Reservation>, StoreError> {
         let path = self.root.join("uuids.log");
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,

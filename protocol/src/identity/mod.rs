@@ -8,12 +8,12 @@ pub mod document;
 pub mod multikey;
 pub mod resolution;
 
-pub mod jsonld;
+pub mod authority_proof;
 pub mod credential;
-pub mod status_list;
 pub mod delegation;
 pub mod disclosure;
-pub mod authority_proof;
+pub mod jsonld;
+pub mod status_list;
 
 pub use did::{AnyDid, Did, DidError, DidUrl};
 pub use document::{
