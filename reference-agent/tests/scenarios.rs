@@ -716,6 +716,45 @@ async fn s6_failing_rail_retries_escalates_and_fails_with_the_reversal() {
         ops.contains(&"reverse"),
         "the settlement was reversed: {ops:?}"
     );
+
+    // (c) One transaction with all of it: the money moves (initiate, confirm), then the rail
+    //     cannot report the outcome (5200 on every query), the retries run out, the error is
+    //     escalated to Fatal, the confirmed transfer is reversed and the transaction ends
+    //     Failed at both parties.
+    configure_flaky(
+        &[p, r],
+        vec![
+            ("mode", t("unavailable")),
+            ("unavailable_attempts", u(1000)),
+            ("fail_at", t("query")),
+        ],
+    )
+    .await;
+    let offer_id = discover_over_nats(&w, p, r, "flaky").await;
+    let tx = negotiate(r, &[p], &offer_id).await;
+    r.call("commit", m(tx_args(&tx))).await;
+    r.wait_state(&tx, "committed", LONG).await;
+    settle_on_flaky(r, &tx, &[5200]).await;
+    for a in [p, r] {
+        a.wait_state(&tx, "failed", LONG).await;
+    }
+    let codes = codes_of(&r.transaction(&tx).await);
+    assert!(
+        codes.iter().filter(|c| **c == 5200).count() as u32 > mtp_protocol::profile::RETRY_LIMIT,
+        "every query failed with 5200: {codes:?}"
+    );
+    let trail = r.audit(Some(&tx)).await;
+    let ops: Vec<&str> = trail
+        .iter()
+        .filter_map(|e| e.settlement_op.as_deref())
+        .collect();
+    let confirm = ops.iter().position(|o| *o == "confirm").expect("confirmed");
+    let reverse = ops.iter().rposition(|o| *o == "reverse").expect("reversed");
+    assert!(confirm < reverse, "{ops:?}");
+    assert!(
+        ops.iter().filter(|o| **o == "query").count() as u32 > mtp_protocol::profile::RETRY_LIMIT,
+        "the query was retried: {ops:?}"
+    );
 }
 
 // ---- negative transport ----------------------------------------------------------------

@@ -500,11 +500,24 @@ impl FlakyRail {
         *self.behaviour.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every operation first passes the availability gate.
-    fn gate(&self) -> Result<(), RailError> {
+    /// Every operation first passes the availability gate. In `unavailable` mode with a
+    /// `fail_at` point, only the operations from that point on are unavailable, and
+    /// reversals stay available: e.g. `fail_at: query` = the money moves, then the rail
+    /// cannot confirm the outcome (5200), so an escalation must reverse it.
+    fn gate(&self, op: FailPoint, reversal: bool) -> Result<(), RailError> {
         let mut b = self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
         if b.mode != FlakyMode::Unavailable {
             return Ok(());
+        }
+        if let Some(from) = b.fail_at {
+            let rank = |p: FailPoint| match p {
+                FailPoint::Initiate => 0,
+                FailPoint::Confirm => 1,
+                FailPoint::AfterConfirm => 2,
+            };
+            if reversal || rank(op) < rank(from) {
+                return Ok(());
+            }
         }
         match b.unavailable {
             None => Err(RailError::Unavailable(self.inner.id.clone())),
@@ -535,7 +548,7 @@ impl SettlementRail for FlakyRail {
     }
 
     fn initiate(&self, request: &SettlementRequest) -> Result<String, RailError> {
-        self.gate()?;
+        self.gate(FailPoint::Initiate, false)?;
         if self.fails_at(FailPoint::Initiate) {
             return Err(self.failed("configured to fail at initiation"));
         }
@@ -543,7 +556,7 @@ impl SettlementRail for FlakyRail {
     }
 
     fn confirm(&self, settlement_id: &str) -> Result<String, RailError> {
-        self.gate()?;
+        self.gate(FailPoint::Confirm, false)?;
         if self.fails_at(FailPoint::Confirm) {
             return Err(self.failed("configured to fail at confirmation"));
         }
@@ -551,7 +564,7 @@ impl SettlementRail for FlakyRail {
     }
 
     fn reverse(&self, settlement_id: &str, amount: Decimal) -> Result<String, RailError> {
-        self.gate()?;
+        self.gate(FailPoint::Initiate, true)?;
         if self.behaviour().mode == FlakyMode::FailReversal {
             return Err(RailError::ReversalFailed {
                 rail: self.inner.id.clone(),
@@ -562,7 +575,7 @@ impl SettlementRail for FlakyRail {
     }
 
     fn query(&self, settlement_id: &str) -> Result<SettlementStatus, RailError> {
-        self.gate()?;
+        self.gate(FailPoint::AfterConfirm, false)?;
         let status = self.inner.query(settlement_id)?;
         if status == SettlementStatus::Confirmed && self.fails_at(FailPoint::AfterConfirm) {
             return Ok(SettlementStatus::Failed);
