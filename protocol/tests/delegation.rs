@@ -740,6 +740,14 @@ fn missing_or_invalid_claims_are_1101() {
             m.insert("credentialSubject".into(), Value::Object(s));
         });
     }
+    // A selectively disclosable ADC must show its counterparty restriction (it could have
+    // been withheld, and absent reads as unrestricted).
+    refuse(&|m| {
+        let mut s = subject(m);
+        s.remove("permittedCounterpartyClasses");
+        s.insert("_sd".into(), json!(["AAAA"]));
+        m.insert("credentialSubject".into(), Value::Object(s));
+    });
     refuse(&|m| {
         m.remove("validUntil");
     });

@@ -714,7 +714,7 @@ async fn request_authority_chain_revocation_scope_and_bound_proofs() {
     sd_adc.permitted_counterparty_classes = Some(vec!["verified_business".into()]);
     let sd = disclosure::issue(
         &sd_adc.to_unsigned_credential().expect("unsigned"),
-        &["permittedCounterpartyClasses"],
+        &["principal"],
         1,
         &mut SeededRng::from_seed([9; 32]),
         &pr.key,

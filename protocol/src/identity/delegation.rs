@@ -492,6 +492,14 @@ impl AuthorityDelegation {
             "a settlement method identifier",
         )?;
         let permitted_counterparty_classes = match s.get(PERMITTED_COUNTERPARTY_CLASSES) {
+            // An absent optional restriction reads as unrestricted; in a selectively
+            // disclosable ADC it could have been withheld, so it must be visible (PROFILE G-35).
+            None if s.contains_key("_sd") => {
+                return Err(claim(
+                    PERMITTED_COUNTERPARTY_CLASSES,
+                    "must be a visible claim of a selectively disclosable ADC (PROFILE G-35)",
+                ));
+            }
             None => None,
             v => Some(string_array(
                 PERMITTED_COUNTERPARTY_CLASSES,
