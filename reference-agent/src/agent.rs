@@ -296,6 +296,92 @@ impl Agent {
 }
 
 impl Agent {
+    /// The DID URL of this agent's first assertion key (`key_id` of its signatures, G-02).
+    pub fn key_id(&self) -> Option<String> {
+        self.document()
+            .assertion_keys()
+            .into_iter()
+            .next()
+            .map(|(id, _, _)| id)
+    }
+
+    /// The public key `did` signs with: `key_id` when it names one of `did`'s keys, else
+    /// `did`'s first assertion key.
+    pub fn signer_key(&self, did: &str, key_id: Option<&str>) -> Result<PublicKey, AgentError> {
+        let r = match key_id {
+            Some(k)
+                if k.strip_prefix(did)
+                    .is_some_and(|rest| rest.starts_with('#')) =>
+            {
+                k
+            }
+            _ => did,
+        };
+        self.assertion_key(r)
+    }
+
+    /// Audit a message sent or received (SPEC-X-C-02; PROFILE G-42) in a transaction's trail
+    /// (or the agent trail) and emit the matching event.
+    pub fn audit_message(
+        &self,
+        transaction: Option<[u8; 32]>,
+        sent: bool,
+        frame: &mtp_protocol::wire::Frame,
+        peer: Option<&str>,
+    ) {
+        use mtp_protocol::audit::{AuditRecord, events};
+        let now = self.now();
+        let rec = AuditRecord {
+            event: if sent {
+                events::MESSAGE_SENT
+            } else {
+                events::MESSAGE_RECEIVED
+            }
+            .into(),
+            agents: peer.map(|p| vec![p.to_owned()]).unwrap_or_default(),
+            message_hash: Some(frame.hash),
+            ..AuditRecord::default()
+        };
+        let id = transaction.unwrap_or(crate::transaction::AGENT_TRAIL_ID);
+        if let Err(e) = self.transactions.record(&id, rec, now) {
+            tracing::error!(error = %e, "cannot audit message");
+        }
+        let kind = match (sent, frame.frame_type.as_str()) {
+            (true, "notification") => EventKind::NotificationSent,
+            (false, "notification") => EventKind::NotificationReceived,
+            (true, _) => EventKind::MessageSent,
+            (false, _) => EventKind::MessageReceived,
+        };
+        let mut ev = Event::new(kind, now);
+        ev.transaction_id = transaction;
+        ev.peer = peer.map(str::to_owned);
+        ev.frame_type = Some(frame.frame_type.clone());
+        ev.hash = Some(frame.hash);
+        self.events.push(ev);
+    }
+
+    /// Audit a signature verification (`object` = the MTP-UUID of the signed object, or the
+    /// SHA-256 of its deterministic CBOR; SPEC-X-C-02, PROFILE G-42).
+    pub fn audit_signature(
+        &self,
+        transaction: Option<[u8; 32]>,
+        object: [u8; 32],
+        ok: bool,
+        signer: &str,
+    ) {
+        use mtp_protocol::audit::{AuditRecord, SignatureCheck, events};
+        let rec = AuditRecord {
+            event: events::SIGNATURE_CHECKED.into(),
+            agents: vec![signer.to_owned()],
+            signature_check: Some(SignatureCheck::new(object, ok)),
+            ..AuditRecord::default()
+        };
+        let id = transaction.unwrap_or(crate::transaction::AGENT_TRAIL_ID);
+        if let Err(e) = self.transactions.record(&id, rec, self.now()) {
+            tracing::error!(error = %e, "cannot audit signature check");
+        }
+    }
+
     /// A pinned MTPSync channel to a known peer (its DID Document's `#sync` endpoint and
     /// certificate fingerprint, PROFILE G-32/G-37). Channels are cached per DID.
     pub async fn channel(

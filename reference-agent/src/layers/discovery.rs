@@ -1258,19 +1258,7 @@ pub async fn signer_key(
 
 /// Records a signature check in the agent trail (PROFILE G-42).
 fn audit_signature(agent: &Agent, object_hash: [u8; 32], ok: bool, signer: &str) {
-    let record = mtp_protocol::audit::AuditRecord {
-        event: mtp_protocol::audit::events::SIGNATURE_CHECKED.into(),
-        agents: vec![signer.to_owned()],
-        signature_check: Some(mtp_protocol::audit::SignatureCheck::new(object_hash, ok)),
-        ..Default::default()
-    };
-    if let Err(e) =
-        agent
-            .transactions
-            .record(&crate::transaction::AGENT_TRAIL_ID, record, agent.now())
-    {
-        tracing::error!(error = %e, "cannot audit signature check");
-    }
+    agent.audit_signature(None, object_hash, ok, signer);
 }
 
 fn object_hash<T: CborObject>(o: &T) -> [u8; 32] {

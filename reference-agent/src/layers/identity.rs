@@ -54,7 +54,6 @@ use mtp_protocol::verification::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::agent::{Agent, AgentError};
-use crate::events::{Event, EventKind};
 use crate::services::control::{ControlError, ControlResult};
 use crate::transport::sync::framing::{self, ErrorContext, RemoteError, Rpc};
 use crate::transport::sync::pb;
@@ -1346,29 +1345,8 @@ pub(crate) fn audit_message(
     frame: &mtp_protocol::wire::Frame,
     peer: Option<&str>,
 ) {
-    let now = agent.now();
-    let record = mtp_protocol::audit::AuditRecord {
-        event: event.into(),
-        agents: peer.map(|p| vec![p.to_owned()]).unwrap_or_default(),
-        message_hash: Some(frame.hash),
-        ..Default::default()
-    };
-    if let Err(e) = agent
-        .transactions
-        .record(&crate::transaction::AGENT_TRAIL_ID, record, now)
-    {
-        tracing::error!(error = %e, "cannot audit message");
-    }
-    let kind = if event == mtp_protocol::audit::events::MESSAGE_SENT {
-        EventKind::MessageSent
-    } else {
-        EventKind::MessageReceived
-    };
-    let mut ev = Event::new(kind, now);
-    ev.frame_type = Some(frame.frame_type.clone());
-    ev.hash = Some(frame.hash);
-    ev.peer = peer.map(str::to_owned);
-    agent.events.push(ev);
+    let sent = event == mtp_protocol::audit::events::MESSAGE_SENT;
+    agent.audit_message(None, sent, frame, peer);
 }
 
 /// Resolves `did` (registry first, peer as fallback) and trusts the verified document

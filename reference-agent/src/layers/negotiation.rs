@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mtp_protocol::audit::{AuditRecord, SignatureCheck, events as audit_events};
+use mtp_protocol::audit::{AuditRecord, events as audit_events};
 use mtp_protocol::cbor::Value;
 use mtp_protocol::crypto::{self, PublicKey};
 use mtp_protocol::error_record::{MtpErrorRecord, Notification, NotificationType};
@@ -670,12 +670,7 @@ pub fn offer_revoked(agent: &Agent, offer_id: &MtpUuid) -> Vec<[u8; 32]> {
 
 /// The DID URL of this agent's first assertion key (`key_id` of its signatures, G-02).
 pub(crate) fn key_id(agent: &Agent) -> Option<String> {
-    agent
-        .document()
-        .assertion_keys()
-        .into_iter()
-        .next()
-        .map(|(id, _, _)| id)
+    agent.key_id()
 }
 
 /// The public key `did` signs with (`key_id` when it is one of `did`'s keys).
@@ -684,16 +679,7 @@ pub(crate) fn signer_key(
     did: &str,
     key_id: Option<&str>,
 ) -> Result<PublicKey, AgentError> {
-    let r = match key_id {
-        Some(k)
-            if k.strip_prefix(did)
-                .is_some_and(|rest| rest.starts_with('#')) =>
-        {
-            k
-        }
-        _ => did,
-    };
-    agent.assertion_key(r)
+    agent.signer_key(did, key_id)
 }
 
 /// `now + ms`, when representable.
@@ -709,33 +695,7 @@ pub(crate) fn audit_message(
     frame: &wire::Frame,
     peer: &str,
 ) {
-    let now = agent.now();
-    let rec = AuditRecord {
-        event: if sent {
-            audit_events::MESSAGE_SENT
-        } else {
-            audit_events::MESSAGE_RECEIVED
-        }
-        .into(),
-        agents: vec![peer.to_owned()],
-        message_hash: Some(frame.hash),
-        ..AuditRecord::default()
-    };
-    if let Err(e) = agent.transactions.record(tx, rec, now) {
-        tracing::warn!(error = %e, "cannot audit message");
-    }
-    let kind = match (sent, frame.frame_type.as_str()) {
-        (true, "notification") => EventKind::NotificationSent,
-        (false, "notification") => EventKind::NotificationReceived,
-        (true, _) => EventKind::MessageSent,
-        (false, _) => EventKind::MessageReceived,
-    };
-    let mut ev = Event::new(kind, now);
-    ev.transaction_id = Some(*tx);
-    ev.peer = Some(peer.to_owned());
-    ev.frame_type = Some(frame.frame_type.clone());
-    ev.hash = Some(frame.hash);
-    agent.events.push(ev);
+    agent.audit_message(Some(*tx), sent, frame, Some(peer));
 }
 
 /// Audits a signature verification (`object` = the MTP-UUID of the signed object, or the
@@ -747,15 +707,7 @@ pub(crate) fn audit_signature(
     ok: bool,
     signer: &str,
 ) {
-    let rec = AuditRecord {
-        event: audit_events::SIGNATURE_CHECKED.into(),
-        agents: vec![signer.to_owned()],
-        signature_check: Some(SignatureCheck::new(object, ok)),
-        ..AuditRecord::default()
-    };
-    if let Err(e) = agent.transactions.record(tx, rec, agent.now()) {
-        tracing::warn!(error = %e, "cannot audit signature check");
-    }
+    agent.audit_signature(Some(*tx), object, ok, signer);
 }
 
 /// Records an error received from a peer (audit entry + `error_received` event).

@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use mtp_protocol::audit::{AuditRecord, SignatureCheck, events as audit_events};
+use mtp_protocol::audit::{AuditRecord, events as audit_events};
 use mtp_protocol::cbor::Value;
 use mtp_protocol::crypto::sha256;
 use mtp_protocol::error_record::{MtpErrorRecord, Notification, NotificationType};
@@ -1553,12 +1553,7 @@ impl Coded for SendError {
 
 /// This agent's assertion key id (absolute DID URL) for `signature.key_id` (PROFILE G-02).
 pub fn key_id(agent: &Agent) -> Option<String> {
-    agent
-        .document()
-        .assertion_keys()
-        .into_iter()
-        .next()
-        .map(|(id, _, _)| id)
+    agent.key_id()
 }
 
 /// The DID of the MTPSync peer a request came from (its pinned certificate's label).
@@ -1609,48 +1604,12 @@ pub fn audit_message(
     frame: &wire::Frame,
     peer: &str,
 ) {
-    let now = agent.now();
-    let id = tx.unwrap_or(AGENT_TRAIL_ID);
-    let rec = AuditRecord {
-        event: if sent {
-            audit_events::MESSAGE_SENT
-        } else {
-            audit_events::MESSAGE_RECEIVED
-        }
-        .into(),
-        agents: vec![peer.to_owned()],
-        message_hash: Some(frame.hash),
-        ..AuditRecord::default()
-    };
-    if let Err(e) = agent.transactions.record(&id, rec, now) {
-        tracing::error!(error = %e, "cannot audit message");
-    }
-    let mut ev = Event::new(
-        if sent {
-            EventKind::MessageSent
-        } else {
-            EventKind::MessageReceived
-        },
-        now,
-    );
-    ev.transaction_id = tx;
-    ev.peer = Some(peer.to_owned());
-    ev.frame_type = Some(frame.frame_type.clone());
-    ev.hash = Some(frame.hash);
-    agent.events.push(ev);
+    agent.audit_message(tx, sent, frame, Some(peer));
 }
 
 /// Audit a signature verification result (SPEC-X-C-02).
 pub fn audit_signature(agent: &Agent, tx: [u8; 32], object: [u8; 32], ok: bool, signer: &str) {
-    let rec = AuditRecord {
-        event: audit_events::SIGNATURE_CHECKED.into(),
-        agents: vec![signer.to_owned()],
-        signature_check: Some(SignatureCheck::new(object, ok)),
-        ..AuditRecord::default()
-    };
-    if let Err(e) = agent.transactions.record(&tx, rec, agent.now()) {
-        tracing::error!(error = %e, "cannot audit signature check");
-    }
+    agent.audit_signature(Some(tx), object, ok, signer);
 }
 
 /// Send one frame on a unary RPC to a known peer and read its answer (an `ack` is checked
