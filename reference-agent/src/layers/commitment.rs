@@ -23,7 +23,6 @@ use mtp_protocol::commitment::{
     DelegationAttestation, Mandate, MandateError, Precondition, Predicate, PredicateKind,
     PredicateResult,
 };
-use mtp_protocol::crypto;
 use mtp_protocol::error_record::{Notification, NotificationType};
 use mtp_protocol::errors::{Coded, ErrorCode};
 use mtp_protocol::primitives::common::{
@@ -298,14 +297,8 @@ fn verify_one(
     sig: &AgentSignature,
     expected: &str,
 ) -> Result<(), CommitmentError> {
-    let ok = sig.agent == expected
-        && m.try_signing_input().is_ok_and(|msg| {
-            signer_key(agent, &sig.agent, sig.key_id.as_deref()).is_ok_and(|pk| {
-                crypto::verify(&sig.algorithm, pk.as_bytes(), &msg, &sig.value).is_ok()
-            })
-        });
-    audit_signature(agent, tx, *m.mandate_id.as_bytes(), ok, expected);
-    if ok {
+    let input = m.try_signing_input().ok();
+    if agent.check_agent_signature(*tx, *m.mandate_id.as_bytes(), input, sig, expected) {
         Ok(())
     } else {
         Err(CommitmentError::BadSignature(expected.to_owned()))
@@ -692,6 +685,9 @@ fn supersede_predecessor(agent: &Agent, predecessor: &MtpUuid) {
 /// `Agent/Commit` (PROFILE G-09): the `mandate_draft` is checked against the agreed Terms
 /// (its `terms` bytes are exactly the Terms of the deal, fully signed), signed and
 /// answered with `mandate_signature`; the closing `mandate` must carry every signature
+/// How long a received Mandate draft waits for this side to record the agreed Terms.
+const TERMS_RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// (4100) over the same content, and its arrival is T2 on this side.
 pub async fn serve_commit(
     agent: Agent,
@@ -798,7 +794,19 @@ async fn accept_draft(
     agent
         .reserve_uuid(mandate.mandate_id, &signing_input)
         .map_err(|e| (ktx, e.into()))?;
-    let deal = agent.deals.get(&tx).ok_or_else(|| {
+    // The requester may commit the moment it holds the Terms, a little before this side has
+    // recorded them from the closing acceptance: wait for them, bounded.
+    let deadline = tokio::time::Instant::now() + TERMS_RECORD_GRACE;
+    let deal = loop {
+        let deal = agent.deals.get(&tx);
+        if deal.as_ref().is_some_and(|d| d.terms.is_some())
+            || tokio::time::Instant::now() >= deadline
+        {
+            break deal;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let deal = deal.ok_or_else(|| {
         (
             None,
             CommitmentError::NotReady(format!("no transaction {}", hex::encode(tx))),
