@@ -472,8 +472,9 @@ impl AuditTrail {
             hash: [0; 32],
         };
         entry.hash = entry.compute_hash().map_err(AuditError::Encode)?;
+        let index = self.entries.len();
         self.entries.push(entry);
-        Ok(self.entries.last().expect("just pushed"))
+        Ok(&self.entries[index])
     }
 
     /// Logs a state transition with its triggering event and Agents (SPEC-IV-B-02). A

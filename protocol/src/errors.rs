@@ -210,13 +210,14 @@ impl ErrorCode {
 
     /// Layer digit `L` (BIND XI).
     pub fn layer(self) -> Layer {
-        Layer::from_digit((self.as_u16() / 1000) as u8).expect("registry codes have valid layers")
+        // Every registry code has a valid layer digit (checked by the registry tests).
+        Layer::from_digit((self.as_u16() / 1000) as u8).unwrap_or(Layer::CrossLayer)
     }
 
     /// Severity digit `S` (BIND XI).
     pub fn severity(self) -> Severity {
-        Severity::from_digit(((self.as_u16() / 100) % 10) as u8)
-            .expect("registry codes have valid severities")
+        // Every registry code has a valid severity digit (checked by the registry tests).
+        Severity::from_digit(((self.as_u16() / 100) % 10) as u8).unwrap_or(Severity::Fatal)
     }
 
     /// Condition code `CC`.

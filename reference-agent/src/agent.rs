@@ -382,6 +382,34 @@ impl Agent {
         }
     }
 
+    /// Check one participant's `AgentSignature` over a multi-signed object's signing input
+    /// (G-02): `sig` must be `expected`'s and verify under its key. Audited as a signature
+    /// check on `object` in the transaction's trail.
+    pub fn check_agent_signature(
+        &self,
+        transaction: [u8; 32],
+        object: [u8; 32],
+        signing_input: Option<Vec<u8>>,
+        sig: &mtp_protocol::primitives::AgentSignature,
+        expected: &str,
+    ) -> bool {
+        let ok = sig.agent == expected
+            && signing_input.is_some_and(|msg| {
+                self.signer_key(&sig.agent, sig.key_id.as_deref())
+                    .is_ok_and(|pk| {
+                        mtp_protocol::crypto::verify(
+                            &sig.algorithm,
+                            pk.as_bytes(),
+                            &msg,
+                            &sig.value,
+                        )
+                        .is_ok()
+                    })
+            });
+        self.audit_signature(Some(transaction), object, ok, expected);
+        ok
+    }
+
     /// A pinned MTPSync channel to a known peer (its DID Document's `#sync` endpoint and
     /// certificate fingerprint, PROFILE G-32/G-37). Channels are cached per DID.
     pub async fn channel(

@@ -976,14 +976,8 @@ fn verify_terms_signature(
     sig: &AgentSignature,
     expected: &str,
 ) -> Result<(), NegotiationError> {
-    let ok = sig.agent == expected
-        && terms.try_signing_input().is_ok_and(|msg| {
-            signer_key(agent, &sig.agent, sig.key_id.as_deref()).is_ok_and(|pk| {
-                crypto::verify(&sig.algorithm, pk.as_bytes(), &msg, &sig.value).is_ok()
-            })
-        });
-    audit_signature(agent, tx, *terms.terms_id.as_bytes(), ok, expected);
-    if ok {
+    let input = terms.try_signing_input().ok();
+    if agent.check_agent_signature(*tx, *terms.terms_id.as_bytes(), input, sig, expected) {
         Ok(())
     } else {
         Err(NegotiationError::BadSignature {
