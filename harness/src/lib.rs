@@ -8,7 +8,9 @@
 //! - [`cli`]: the `mtp-cert run | list | replay | validate | ics-template` commands.
 
 pub mod cli;
+pub mod coverage;
 pub mod iut;
+pub mod live;
 pub mod runner;
 pub mod scenario;
 pub mod vectors;

@@ -1,0 +1,1 @@
+//! `mtp-cert coverage`: which requirements the scenarios cover.
