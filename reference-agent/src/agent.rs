@@ -169,6 +169,11 @@ impl Agent {
         })))
     }
 
+    /// Whether a deliberate defect is switched on (`config.test_faults`).
+    pub fn fault(&self, f: crate::faults::TestFault) -> bool {
+        self.config.test_faults.contains(&f)
+    }
+
     pub fn did(&self) -> String {
         self.keys.did.as_str().to_owned()
     }

@@ -54,6 +54,10 @@ pub struct AgentConfig {
     pub rails: Vec<RailConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Deliberate defects for proving the suite's checks can fail (`faults.rs`); never set
+    /// this on an agent you certify.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test_faults: Vec<crate::faults::TestFault>,
 }
 
 /// MTPAsync settings.
@@ -165,6 +169,7 @@ impl Default for AgentConfig {
                 },
             ],
             log: LogConfig::default(),
+            test_faults: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod config;
 pub mod deal;
 pub mod events;
+pub mod faults;
 pub mod keys;
 pub mod layers;
 pub mod runtime;

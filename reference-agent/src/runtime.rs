@@ -245,6 +245,12 @@ pub async fn start(
         index = agent.config.serve_index,
         "agent started"
     );
+    for f in &agent.config.test_faults {
+        tracing::warn!(
+            fault = f.name(),
+            "deliberate defect switched on (test_faults): this agent does not conform"
+        );
+    }
     Ok(RunningAgent {
         agent,
         sync,

@@ -358,6 +358,13 @@ fn hello(agent: &Agent) -> ControlResult {
         ("index", Value::Bool(agent.config.serve_index)),
         ("actions", Value::Array(actions)),
     ];
+    if !agent.config.test_faults.is_empty() {
+        let faults = agent.config.test_faults.iter();
+        m.push((
+            "test_faults",
+            Value::Array(faults.map(|f| Value::text(f.name())).collect()),
+        ));
+    }
     if let Some(n) = &agent.config.nats {
         let url = agent
             .nats
@@ -659,6 +666,17 @@ mod codec {
     ];
 
     pub fn run(agent: &Agent, op: Op, args: &super::Value) -> ControlResult {
+        let out = run_type(agent, op, args)?;
+        if op == Op::Encode && agent.fault(crate::faults::TestFault::LengthFirstMapKeys) {
+            if let Some(b) = out.get("cbor").and_then(Value::as_bytes) {
+                let b = cbor::mutate::length_first_order(b).unwrap_or_else(|| b.to_vec());
+                return Ok(map(vec![("cbor", Value::Bytes(b))]));
+            }
+        }
+        Ok(out)
+    }
+
+    fn run_type(agent: &Agent, op: Op, args: &super::Value) -> ControlResult {
         let ty = text_arg(args, "type")?;
         match ty {
             "offer" => single::<Offer>(agent, op, args),
