@@ -13,4 +13,5 @@ pub mod iut;
 pub mod live;
 pub mod runner;
 pub mod scenario;
+pub mod selfiut;
 pub mod vectors;

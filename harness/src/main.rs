@@ -57,6 +57,12 @@ enum Command {
     Validate(cli::ValidateArgs),
     /// Prints a commented IUT description template.
     IcsTemplate,
+    /// Runs the reference agent (used by `certify --self`; not for direct use).
+    #[command(hide = true)]
+    ReferenceAgent {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,5 +109,6 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay(&args),
         Command::Validate(args) => cli::validate(&args),
         Command::IcsTemplate => cli::ics_template(),
+        Command::ReferenceAgent { config } => mtp_harness::selfiut::run_reference_agent(&config),
     }
 }
