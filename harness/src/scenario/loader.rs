@@ -196,7 +196,7 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Scenario>, LoadError> {
     }
 }
 
-const SCENARIO_FIELDS: [&str; 11] = [
+const SCENARIO_FIELDS: [&str; 12] = [
     "id",
     "title",
     "description",
@@ -208,6 +208,7 @@ const SCENARIO_FIELDS: [&str; 11] = [
     "timeout",
     "setup",
     "steps",
+    "killed_by",
 ];
 
 /// `AREA-TOPIC-NNN`: upper-case letters and digits in at least two dash-separated groups.
@@ -319,6 +320,35 @@ fn scenario(node: &Node, file: &Path, errs: &mut Vec<Diag>) -> Option<Scenario> 
             errs,
         )
     });
+    let killed_by = match m.opt("killed_by") {
+        None => Vec::new(),
+        Some(n) => ok(
+            n.str_list("killed_by").and_then(|list| {
+                let mut out = Vec::new();
+                for (f, fn_) in list {
+                    if mtp_reference_agent::faults::TestFault::from_name(&f).is_none() {
+                        let names: Vec<&str> = mtp_reference_agent::faults::TestFault::ALL
+                            .iter()
+                            .map(|f| f.name())
+                            .collect();
+                        return Err(Diag::at(
+                            fn_,
+                            format!(
+                                "unknown reference-agent fault `{f}` (one of: {})",
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                    if !out.contains(&f) {
+                        out.push(f);
+                    }
+                }
+                Ok(out)
+            }),
+            errs,
+        )
+        .unwrap_or_default(),
+    };
     let mut vars: BTreeSet<String> = PREDEFINED_VARIABLES.iter().map(|s| s.to_string()).collect();
     let setup = match m.opt("setup") {
         None => Vec::new(),
@@ -352,6 +382,7 @@ fn scenario(node: &Node, file: &Path, errs: &mut Vec<Diag>) -> Option<Scenario> 
         timeout,
         setup,
         steps: main,
+        killed_by,
         file: file.to_owned(),
         line: node.line,
     })

@@ -30,6 +30,9 @@ pub struct Scenario {
     /// scenario inconclusive.
     pub setup: Vec<Step>,
     pub steps: Vec<Step>,
+    /// Deliberate defects of the reference agent (`mtp_reference_agent::faults`) that must
+    /// make this scenario fail: the proof that it can fail (`mtp-cert mutants`).
+    pub killed_by: Vec<String>,
     /// Where the scenario was read from.
     pub file: PathBuf,
     pub line: usize,
