@@ -5,9 +5,9 @@
 //! invalid IUT description or scenario file, a resume mismatch); 3 infrastructure error (a
 //! scenario ended in `error`, results could not be written, no live executor).
 //!
-//! Until the live executors exist, `run` and `replay` validate everything and then stop with
-//! exit 3 and a message; the hidden flag `--dry-run` runs them with [`DryRun`] instead (no IUT
-//! is contacted; every verdict is what a perfectly conforming IUT would get).
+//! `run` and `replay` drive the IUT with the live executor ([`crate::live`]); the hidden flag
+//! `--dry-run` runs them with [`DryRun`] instead (no IUT is contacted; every verdict is what a
+//! perfectly conforming IUT would get). `certify`, `mutants` and `bundle`: [`crate::certify`].
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use mtp_reports::model::{Comparison, Level, RunOutcome, RunSummary, ScenarioResult, Verdict};
+use mtp_reports::baseline::Gate;
+use mtp_reports::model::{Level, RunOutcome, RunSummary, ScenarioResult, Verdict};
 
+use crate::certify;
 use crate::iut::{self, IutDescription};
+use crate::live::HarnessKeys;
 use crate::runner::dry::DryRun;
-use crate::runner::{self, Progress, ReplaySpec, RunOptions, Selection, Suite, results, select};
+use crate::runner::{self, Progress, ReplaySpec, RunOptions, RunOutput, Selection, Suite, select};
 use crate::scenario::{self, Scenario};
 
 /// The default scenario folder: `scenarios/` of the working directory, else the repository's.
@@ -62,7 +65,7 @@ impl SelectArgs {
         })
     }
 
-    fn paths(&self) -> Vec<PathBuf> {
+    pub fn paths(&self) -> Vec<PathBuf> {
         if self.scenarios.is_empty() {
             vec![default_scenarios()]
         } else {
@@ -71,7 +74,7 @@ impl SelectArgs {
     }
 
     /// Loads, validates and selects; prints problems and gives the exit code on failure.
-    fn load(&self) -> Result<Vec<Scenario>, ExitCode> {
+    pub fn load(&self) -> Result<Vec<Scenario>, ExitCode> {
         let selection = self.selection().map_err(|e| {
             eprintln!("mtp-cert: --suite: {e}");
             code(2)
@@ -132,8 +135,18 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub seed: u64,
     /// The IUT description.
-    #[arg(long)]
-    pub iut: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "self_iut",
+        conflicts_with = "self_iut"
+    )]
+    pub iut: Option<PathBuf>,
+    /// Replay against a fresh reference agent (a failure of `certify --self`).
+    #[arg(long = "self")]
+    pub self_iut: bool,
+    /// With `--self`: the reference agent's deliberate defect (`mtp-cert mutants`).
+    #[arg(long = "agent-fault", hide = true)]
+    pub agent_faults: Vec<String>,
     /// Scenario files or folders (default: `scenarios/`).
     #[arg(long)]
     pub scenarios: Vec<PathBuf>,
@@ -212,9 +225,6 @@ fn load_iut(path: &Path) -> Result<IutDescription, ExitCode> {
         code(2)
     })
 }
-
-const NO_LIVE_EXECUTOR: &str = "the live step executors (test-control client, MTPSync/MTPAsync counterparty, oracle) are not built yet; \
-the scenarios and the IUT description are valid. Re-run with the hidden `--dry-run` flag to exercise the runner without an IUT.";
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
@@ -305,7 +315,7 @@ impl Progress for BarProgress {
     }
 }
 
-fn progress() -> Box<dyn Progress> {
+pub fn progress() -> Box<dyn Progress> {
     if std::io::stderr().is_terminal() {
         let style = indicatif::ProgressStyle::with_template(
             "{elapsed_precise} [{bar:40}] {pos}/{len} {msg}",
@@ -320,7 +330,7 @@ fn progress() -> Box<dyn Progress> {
     }
 }
 
-fn print_summary(s: &RunSummary) {
+pub fn print_summary(s: &RunSummary) {
     let c = &s.counts;
     println!(
         "{} scenarios: {} pass, {} fail, {} inconclusive, {} error, {} not applicable ({} ms)",
@@ -358,6 +368,30 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
+/// Runs with the dry-run executor, or connects the live one.
+async fn execute(
+    iut: Arc<IutDescription>,
+    scenarios: Vec<Scenario>,
+    mut opts: RunOptions,
+    jobs: Option<usize>,
+    dry_run: bool,
+    progress: &mut dyn Progress,
+) -> Result<RunOutput, (u8, String)> {
+    if dry_run {
+        opts.jobs = jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        return runner::run(Arc::new(DryRun), iut, scenarios, opts, progress)
+            .await
+            .map_err(|e| (e.exit_code(), e.to_string()));
+    }
+    let keys = HarnessKeys::from_identity(&iut.harness_identity)
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    certify::run_live(iut, keys, scenarios, opts, jobs, progress).await
+}
+
 /// `mtp-cert run`.
 pub fn run(args: &RunArgs) -> ExitCode {
     let iut = match load_iut(&args.iut) {
@@ -373,8 +407,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         return code(2);
     }
     let baseline = match &args.baseline {
-        Some(p) => match results::read_baseline(p) {
-            Ok(b) => Some(b),
+        Some(p) => match mtp_reports::baseline::read(p) {
+            Ok(b) => Some(b.results),
             Err(e) => {
                 eprintln!("mtp-cert run: --baseline: {e}");
                 return code(2);
@@ -382,21 +416,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
         },
         None => None,
     };
-    if !args.dry_run {
-        eprintln!("mtp-cert run: {NO_LIVE_EXECUTOR}");
-        return code(3);
+    if args.dry_run {
+        eprintln!(
+            "mtp-cert run: DRY RUN — no IUT is contacted; the verdicts say nothing about conformance"
+        );
     }
-    eprintln!(
-        "mtp-cert run: DRY RUN — no IUT is contacted; the verdicts say nothing about conformance"
-    );
-    let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let opts = RunOptions {
         seed: args.seed,
-        jobs,
+        jobs: 1,
         out_dir: args.out.clone(),
         resume: args.resume,
         replay: ReplaySpec {
@@ -420,18 +447,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Err(c) => return c,
     };
     let mut progress = progress();
-    let out = rt.block_on(runner::run(
-        Arc::new(DryRun),
+    let out = rt.block_on(execute(
         Arc::new(iut),
         scenarios,
         opts,
+        args.jobs.map(|j| j as usize),
+        args.dry_run,
         progress.as_mut(),
     ));
     let out = match out {
         Ok(o) => o,
-        Err(e) => {
+        Err((c, e)) => {
             eprintln!("mtp-cert run: {e}");
-            return code(e.exit_code());
+            return code(c);
         }
     };
     print_summary(&out.results.summary);
@@ -440,34 +468,27 @@ pub fn run(args: &RunArgs) -> ExitCode {
         out.results.header.seed,
         out.results_path.display()
     );
-    let mut exit = out.results.summary.outcome.exit_code();
-    if let Some(b) = baseline {
-        let cmp = Comparison::new(&b, &out.results.results);
-        for (id, old, new) in &cmp.regressions {
-            println!("REGRESSION {id}: {old} -> {new}");
-        }
-        if !cmp.fixed.is_empty() {
-            println!("fixed since the baseline: {}", cmp.fixed.join(", "));
-        }
-        if exit != 0 && cmp.only_known_failures(&out.results.summary) {
-            println!("every blocking verdict is already in the baseline: exit 0");
-            exit = 0;
-        }
+    let gate = baseline.map(|b| Gate::evaluate(&b, &out.results));
+    if let Err(c) = certify::write_reports(&out.results, &args.out, gate.clone()) {
+        return c;
     }
-    code(exit)
+    code(certify::exit_with_gate(&out.results, gate.as_ref()))
 }
 
 /// `mtp-cert replay`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
-    let iut = match load_iut(&args.iut) {
-        Ok(i) => i,
-        Err(c) => return c,
-    };
     let select = SelectArgs {
         suite: "all".into(),
         only: Vec::new(),
         exclude: Vec::new(),
         scenarios: args.scenarios.clone(),
+    };
+    let Some(iut_path) = args.iut.clone().filter(|_| !args.self_iut) else {
+        return certify::replay_self(&args.id, args.seed, &select, &args.out, &args.agent_faults);
+    };
+    let iut = match load_iut(&iut_path) {
+        Ok(i) => i,
+        Err(c) => return c,
     };
     let scenarios = match select.load() {
         Ok(s) => s,
@@ -477,23 +498,23 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         eprintln!("mtp-cert replay: no scenario `{}`", args.id);
         return code(2);
     };
-    if !args.dry_run {
-        eprintln!("mtp-cert replay: {NO_LIVE_EXECUTOR}");
-        return code(3);
-    }
     let opts = RunOptions {
         seed: Some(args.seed),
         jobs: 1,
         out_dir: args.out.clone(),
         resume: false,
         replay: ReplaySpec {
-            iut: args.iut.display().to_string(),
+            iut: iut_path.display().to_string(),
             scenarios: args
                 .scenarios
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            extra: vec!["--dry-run".into()],
+            extra: if args.dry_run {
+                vec!["--dry-run".into()]
+            } else {
+                Vec::new()
+            },
         },
         suite_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
@@ -501,20 +522,25 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(c) => return c,
     };
-    let out = rt.block_on(runner::run(
-        Arc::new(DryRun),
+    let out = rt.block_on(execute(
         Arc::new(iut),
         vec![s],
         opts,
+        Some(1),
+        args.dry_run,
         &mut runner::Silent,
     ));
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
+    match out {
+        Ok(o) => finish_replay(&o),
+        Err((c, e)) => {
             eprintln!("mtp-cert replay: {e}");
-            return code(e.exit_code());
+            code(c)
         }
-    };
+    }
+}
+
+/// Prints the replayed scenario; its exit code.
+pub fn finish_replay(out: &RunOutput) -> ExitCode {
     let Some(r) = out.results.results.first() else {
         return code(3);
     };

@@ -7,6 +7,7 @@
 //!   [`runner::StepExecutor`] trait the live executors implement.
 //! - [`cli`]: the `mtp-cert run | list | replay | validate | ics-template` commands.
 
+pub mod certify;
 pub mod cli;
 pub mod coverage;
 pub mod iut;

@@ -57,6 +57,17 @@ enum Command {
     Validate(cli::ValidateArgs),
     /// Prints a commented IUT description template.
     IcsTemplate,
+    /// Runs the whole suite against an IUT (`--iut FILE`) or the reference agent (`--self`),
+    /// writes the reports and a signed certification bundle (`<out>/certification.cbor`).
+    Certify(mtp_harness::certify::CertifyArgs),
+    /// Runs each scenario against the reference agent with each defect in its `killed_by`;
+    /// every one must fail.
+    Mutants(mtp_harness::certify::MutantsArgs),
+    /// Certification bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: mtp_harness::certify::BundleCommand,
+    },
     /// Runs the reference agent (used by `certify --self`; not for direct use).
     #[command(hide = true)]
     ReferenceAgent {
@@ -109,6 +120,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay(&args),
         Command::Validate(args) => cli::validate(&args),
         Command::IcsTemplate => cli::ics_template(),
+        Command::Certify(args) => mtp_harness::certify::certify(&args),
+        Command::Mutants(args) => mtp_harness::certify::mutants(&args),
+        Command::Bundle { command } => mtp_harness::certify::bundle_command(&command),
         Command::ReferenceAgent { config } => mtp_harness::selfiut::run_reference_agent(&config),
     }
 }

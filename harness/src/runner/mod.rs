@@ -58,7 +58,8 @@ impl RunError {
 /// How the replay command of a result is spelt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplaySpec {
-    /// The IUT description path as given on the command line.
+    /// The IUT description path as given on the command line (empty: none, e.g. `--self`
+    /// in `extra`).
     pub iut: String,
     /// `--scenarios` paths when they are not the default.
     pub scenarios: Vec<String>,
@@ -81,10 +82,12 @@ impl ReplaySpec {
     /// `mtp-cert replay <id> --seed <run seed> --iut <file> [--scenarios DIR]`.
     pub fn command(&self, scenario_id: &str, run_seed: u64) -> String {
         let mut c = format!(
-            "mtp-cert replay {} --seed {run_seed} --iut {}",
-            shell_quote(scenario_id),
-            shell_quote(&self.iut)
+            "mtp-cert replay {} --seed {run_seed}",
+            shell_quote(scenario_id)
         );
+        if !self.iut.is_empty() {
+            c.push_str(&format!(" --iut {}", shell_quote(&self.iut)));
+        }
         for s in &self.scenarios {
             c.push_str(&format!(" --scenarios {}", shell_quote(s)));
         }
