@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use mtp_reference_agent::faults::TestFault;
 use mtp_reports::baseline::{self, Gate};
 use mtp_reports::bundle::{self, BundleInputs, BundleSigner};
 use mtp_reports::model::{RunResults, ScenarioResult, Verdict};
@@ -281,18 +280,19 @@ pub fn bundle_command(cmd: &BundleCommand) -> ExitCode {
     }
 }
 
-fn parse_faults(names: &[String]) -> Result<Vec<TestFault>, ExitCode> {
+fn parse_faults(names: &[String]) -> Result<Vec<String>, ExitCode> {
     names
         .iter()
-        .map(|n| {
-            TestFault::from_name(n).ok_or_else(|| {
-                let all: Vec<&str> = TestFault::ALL.iter().map(|f| f.name()).collect();
+        .map(|n| match mtp_reference_agent::faults::find(n) {
+            Some(f) => Ok(f.name.to_owned()),
+            None => {
+                let all = mtp_reference_agent::faults::names();
                 eprintln!(
                     "mtp-cert: unknown agent fault `{n}` (one of: {})",
                     all.join(", ")
                 );
-                code(2)
-            })
+                Err(code(2))
+            }
         })
         .collect()
 }
@@ -309,7 +309,7 @@ fn start_self(
     out: &Path,
     seed: u64,
     instances: usize,
-    faults: Vec<TestFault>,
+    faults: Vec<String>,
     nats_url: Option<String>,
 ) -> Result<SelfSetup, ExitCode> {
     let work = out.join("self-iut");
@@ -615,9 +615,10 @@ pub fn mutants(args: &MutantsArgs) -> ExitCode {
     let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(default_jobs);
     let mut outcomes = Vec::new();
     for (fault, list) in by_fault {
-        let Some(f) = TestFault::from_name(&fault) else {
+        let Some(f) = mtp_reference_agent::faults::find(&fault) else {
             continue;
         };
+        let f = f.name.to_owned();
         let out = args.out.join(&fault);
         if let Err(e) = std::fs::create_dir_all(&out) {
             eprintln!("mtp-cert mutants: {}: {e}", out.display());

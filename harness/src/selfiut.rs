@@ -12,7 +12,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mtp_reference_agent::config::{AgentConfig, LogConfig, LogFormat, NatsConfig};
-use mtp_reference_agent::faults::TestFault;
 use mtp_reference_agent::transport::nats::{NatsServer, NatsServerOptions};
 
 /// How long an agent may take to print its ready line.
@@ -41,7 +40,7 @@ pub struct SelfIutOptions {
     /// The agents' seeds derive from it.
     pub run_seed: u64,
     /// Deliberate defects (tests of the suite itself).
-    pub faults: Vec<TestFault>,
+    pub faults: Vec<String>,
     /// Use this broker for every instance instead of starting one per instance.
     pub nats_url: Option<String>,
     /// The harness's control-channel certificate fingerprint (`sha256:<hex>`), pinned by the

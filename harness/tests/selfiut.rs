@@ -5,11 +5,10 @@ use std::str::FromStr;
 
 use mtp_harness::selfiut::{SelfIut, SelfIutOptions};
 use mtp_protocol::cbor::Value;
-use mtp_reference_agent::faults::TestFault;
 use mtp_reference_agent::services::control::ControlClient;
 use mtp_reference_agent::transport::sync::{Fingerprint, TlsIdentity};
 
-fn opts(dir: &std::path::Path, faults: Vec<TestFault>, harness: &TlsIdentity) -> SelfIutOptions {
+fn opts(dir: &std::path::Path, faults: Vec<String>, harness: &TlsIdentity) -> SelfIutOptions {
     SelfIutOptions {
         instances: 2,
         run_seed: 7,
@@ -27,7 +26,7 @@ async fn two_instances_start_answer_hello_and_stop() {
     let harness = TlsIdentity::from_seed(&[0x11; 32], "mtp-harness").unwrap();
     let o = opts(
         dir.path(),
-        vec![TestFault::SkipOfferSignatureCheck],
+        vec!["skip-offer-signature-check".to_owned()],
         &harness,
     );
     let iut = tokio::task::spawn_blocking(move || {

@@ -170,8 +170,9 @@ impl Agent {
     }
 
     /// Whether a deliberate defect is switched on (`config.test_faults`).
-    pub fn fault(&self, f: crate::faults::TestFault) -> bool {
-        self.config.test_faults.contains(&f)
+    pub fn fault(&self, name: &str) -> bool {
+        debug_assert!(crate::faults::find(name).is_some(), "unknown fault {name}");
+        self.config.test_faults.iter().any(|f| f == name)
     }
 
     pub fn did(&self) -> String {

@@ -57,7 +57,7 @@ pub struct AgentConfig {
     /// Deliberate defects for proving the suite's checks can fail (`faults.rs`); never set
     /// this on an agent you certify.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub test_faults: Vec<crate::faults::TestFault>,
+    pub test_faults: Vec<String>,
 }
 
 /// MTPAsync settings.
@@ -218,6 +218,14 @@ impl AgentConfig {
         }
         if self.advertise_host.is_empty() {
             return Err(ConfigError::Invalid("advertise_host is empty".into()));
+        }
+        for f in &self.test_faults {
+            if crate::faults::find(f).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown test fault {f:?} (known: {})",
+                    crate::faults::names().join(", ")
+                )));
+            }
         }
         Ok(())
     }

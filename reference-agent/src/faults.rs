@@ -1,37 +1,53 @@
 //! Deliberate defects, switched on only by configuration (`test_faults`), so that the suite can
-//! prove each of its checks fails against a broken agent. Never enabled by default; an agent
-//! with any fault announces it in `hello` (`test_faults`) and in its log at start.
+//! prove each of its checks fails against a broken agent (`mtp-cert mutants`). Never enabled by
+//! default; an agent with any defect announces it in `hello` (`test_faults`) and in its log.
+//!
+//! Each layer lists its own defects in a `FAULTS` table next to the code they break; this
+//! module gathers them. A call site asks `agent.fault("name")`.
 
-use serde::{Deserialize, Serialize};
+use crate::layers;
 
-/// One deliberate defect; the doc comment names the requirement it breaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TestFault {
-    /// Accept an Offer whose signature does not verify (breaks SPEC-II-A-06).
-    SkipOfferSignatureCheck,
-    /// `codec_encode` sorts map keys length-first, RFC 7049 §3.9 style, instead of bytewise
-    /// (breaks BIND-IV-A-02, RFC 8949 §4.2.1).
-    LengthFirstMapKeys,
+/// One deliberate defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The configuration spelling (`skip-offer-signature-check`): lower-case, dash-separated.
+    pub name: &'static str,
+    /// The requirement id(s) the defect breaks.
+    pub breaks: &'static str,
+    /// What the agent does wrong.
+    pub description: &'static str,
 }
 
-impl TestFault {
-    pub const ALL: [TestFault; 2] = [
-        TestFault::SkipOfferSignatureCheck,
-        TestFault::LengthFirstMapKeys,
-    ];
+/// Defects outside the layers (codec, transport, control).
+pub const CORE_FAULTS: &[Fault] = &[Fault {
+    name: "length-first-map-keys",
+    breaks: "BIND-IV-A-02",
+    description: "codec_encode sorts map keys length-first (RFC 7049 §3.9) instead of bytewise (RFC 8949 §4.2.1)",
+}];
 
-    /// The configuration spelling (`skip-offer-signature-check`).
-    pub fn name(self) -> &'static str {
-        match self {
-            TestFault::SkipOfferSignatureCheck => "skip-offer-signature-check",
-            TestFault::LengthFirstMapKeys => "length-first-map-keys",
-        }
-    }
+/// Every defect of the agent.
+pub fn all() -> impl Iterator<Item = &'static Fault> {
+    [
+        CORE_FAULTS,
+        layers::identity::FAULTS,
+        layers::discovery::FAULTS,
+        layers::negotiation::FAULTS,
+        layers::commitment::FAULTS,
+        layers::settlement::FAULTS,
+        layers::verification::FAULTS,
+        layers::attribution::FAULTS,
+    ]
+    .into_iter()
+    .flatten()
+}
 
-    pub fn from_name(s: &str) -> Option<TestFault> {
-        TestFault::ALL.into_iter().find(|f| f.name() == s)
-    }
+/// The defect called `name`.
+pub fn find(name: &str) -> Option<&'static Fault> {
+    all().find(|f| f.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    all().map(|f| f.name).collect()
 }
 
 #[cfg(test)]
@@ -39,11 +55,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        for f in TestFault::ALL {
-            assert_eq!(TestFault::from_name(f.name()), Some(f));
-            let yaml = serde_yaml::to_string(&f).unwrap();
-            assert_eq!(yaml.trim(), f.name());
+    fn names_are_unique_and_well_formed() {
+        let mut seen = std::collections::BTreeSet::new();
+        for f in all() {
+            assert!(seen.insert(f.name), "duplicate fault {}", f.name);
+            assert!(
+                !f.name.is_empty()
+                    && f.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{}",
+                f.name
+            );
+            assert!(!f.breaks.is_empty() && !f.description.is_empty());
         }
+        assert!(find("skip-offer-signature-check").is_some());
     }
 }

@@ -247,7 +247,7 @@ pub async fn start(
     );
     for f in &agent.config.test_faults {
         tracing::warn!(
-            fault = f.name(),
+            fault = f.as_str(),
             "deliberate defect switched on (test_faults): this agent does not conform"
         );
     }

@@ -326,11 +326,8 @@ fn scenario(node: &Node, file: &Path, errs: &mut Vec<Diag>) -> Option<Scenario> 
             n.str_list("killed_by").and_then(|list| {
                 let mut out = Vec::new();
                 for (f, fn_) in list {
-                    if mtp_reference_agent::faults::TestFault::from_name(&f).is_none() {
-                        let names: Vec<&str> = mtp_reference_agent::faults::TestFault::ALL
-                            .iter()
-                            .map(|f| f.name())
-                            .collect();
+                    if mtp_reference_agent::faults::find(&f).is_none() {
+                        let names = mtp_reference_agent::faults::names();
                         return Err(Diag::at(
                             fn_,
                             format!(

@@ -56,6 +56,9 @@ use crate::transport::sync::framing::Rpc;
 
 use super::verification::{self as plumbing, committed_deal, deal_terms};
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// Share error bound when the configuration gives none (approximate only).
 pub const DEFAULT_ERROR_BOUND: f64 = 0.01;
 /// Confidence of the Hoeffding bound when the configuration gives none.

@@ -52,6 +52,9 @@ use crate::transport::sync::framing::{
 };
 use crate::transport::sync::{pb, session};
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// Deadline of one `Agent/Commit` exchange.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deepest `all`/`any` nesting of a precondition predicate (PROFILE G-01).

@@ -48,6 +48,13 @@ use crate::services::control::{ControlError, ControlResult};
 use crate::transport::sync::framing::{self, ErrorContext, FramingError, RemoteError, Rpc};
 use crate::transport::sync::pb::index_client::IndexClient;
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[crate::faults::Fault {
+    name: "skip-offer-signature-check",
+    breaks: "SPEC-II-A-06",
+    description: "accepts an Offer whose signature does not verify",
+}];
+
 /// Test-control actions of this layer (docs/iut-contract.md).
 pub const ACTIONS: &[&str] = &[
     "publish_manifest",
@@ -1275,7 +1282,7 @@ pub async fn verify_offer(agent: &Agent, offer: &Offer) -> Result<(), DiscoveryE
     let mut r = offer
         .verify_signature(&key)
         .map_err(|e| DiscoveryError::OfferSignature(e.to_string()));
-    if agent.fault(crate::faults::TestFault::SkipOfferSignatureCheck) {
+    if agent.fault("skip-offer-signature-check") {
         r = Ok(());
     }
     audit_signature(

@@ -58,6 +58,9 @@ use crate::services::control::{ControlError, ControlResult};
 use crate::transport::sync::framing::{self, ErrorContext, RemoteError, Rpc};
 use crate::transport::sync::pb;
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// Test-control actions of this layer (docs/iut-contract.md); `delegate` is an extension
 /// (sub-delegation, SPEC-III-A-2-03).
 pub const ACTIONS: &[&str] = &["provision", "resolve_did", "revoke_credential", "delegate"];

@@ -60,6 +60,9 @@ use crate::transport::sync::framing::{
 };
 use crate::transport::sync::{ConnectError, pb, session};
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// Default round timeout of a `negotiate` without `round_timeout_ms`.
 pub const DEFAULT_ROUND_TIMEOUT_MS: u64 = 5_000;
 /// Default maximum rounds of a `negotiate` without `max_rounds`.

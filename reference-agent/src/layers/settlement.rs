@@ -50,6 +50,9 @@ use super::verification::{
     self as plumbing, VerificationError, committed_deal, deal_terms, participant,
 };
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// The Settlement Interface requirement (SPEC-III-E-1-01).
 const INTERFACE_REQ: &str = "SPEC-III-E-1-01";
 

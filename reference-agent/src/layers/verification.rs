@@ -60,6 +60,9 @@ use crate::transport::sync::{ConnectError, pb};
 
 use super::{attribution, settlement};
 
+/// Deliberate defects of this layer (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[];
+
 /// Requirement of the delivery objects (the Value reaches the requester, SPEC-III-F-01).
 const DELIVERY_REQ: &str = "SPEC-III-F-01";
 /// Failure classification when the verifying Agent determines a failure without a failing

@@ -362,7 +362,7 @@ fn hello(agent: &Agent) -> ControlResult {
         let faults = agent.config.test_faults.iter();
         m.push((
             "test_faults",
-            Value::Array(faults.map(|f| Value::text(f.name())).collect()),
+            Value::Array(faults.map(|f| Value::text(f.clone())).collect()),
         ));
     }
     if let Some(n) = &agent.config.nats {
@@ -667,7 +667,7 @@ mod codec {
 
     pub fn run(agent: &Agent, op: Op, args: &super::Value) -> ControlResult {
         let out = run_type(agent, op, args)?;
-        if op == Op::Encode && agent.fault(crate::faults::TestFault::LengthFirstMapKeys) {
+        if op == Op::Encode && agent.fault("length-first-map-keys") {
             if let Some(b) = out.get("cbor").and_then(Value::as_bytes) {
                 let b = cbor::mutate::length_first_order(b).unwrap_or_else(|| b.to_vec());
                 return Ok(map(vec![("cbor", Value::Bytes(b))]));
