@@ -63,6 +63,9 @@ enum Command {
     /// Runs each scenario against the reference agent with each defect in its `killed_by`;
     /// every one must fail.
     Mutants(mtp_harness::certify::MutantsArgs),
+    /// Requirement coverage: per requirement the scenarios citing it and their last verdict,
+    /// totals, uncovered MUST requirements, untestable ones with reasons.
+    Coverage(mtp_harness::coverage::CoverageArgs),
     /// Certification bundles.
     Bundle {
         #[command(subcommand)]
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::IcsTemplate => cli::ics_template(),
         Command::Certify(args) => mtp_harness::certify::certify(&args),
         Command::Mutants(args) => mtp_harness::certify::mutants(&args),
+        Command::Coverage(args) => mtp_harness::coverage::run_coverage(&args),
         Command::Bundle { command } => mtp_harness::certify::bundle_command(&command),
         Command::ReferenceAgent { config } => mtp_harness::selfiut::run_reference_agent(&config),
     }
