@@ -96,7 +96,34 @@ impl Deals {
             .cloned()
     }
 
+    /// The most recently created deal (highest id: MTP-UUIDs start with their timestamp)
+    /// that has `peer` among its counterparties.
+    pub fn latest_with(&self, peer: &str) -> Option<Deal> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .rev()
+            .find(|d| d.counterparties.iter().any(|c| c == peer))
+            .cloned()
+    }
+
     pub fn clear(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_with_finds_the_newest_deal_of_a_peer() {
+        let deals = Deals::default();
+        deals.insert(Deal::new([1; 32], Role::Provider, vec!["did:mtp:a".into()]));
+        deals.insert(Deal::new([2; 32], Role::Provider, vec!["did:mtp:a".into()]));
+        deals.insert(Deal::new([3; 32], Role::Provider, vec!["did:mtp:b".into()]));
+        assert_eq!(deals.latest_with("did:mtp:a").map(|d| d.id), Some([2; 32]));
+        assert!(deals.latest_with("did:mtp:c").is_none());
     }
 }

@@ -57,7 +57,11 @@ use crate::transport::sync::framing::Rpc;
 use super::verification::{self as plumbing, committed_deal, deal_terms};
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[crate::faults::Fault {
+    name: "attribution-absolute-shares",
+    breaks: "SPEC-III-G-2-02",
+    description: "records each contributor's Shapley value instead of its share of v(N)",
+}];
 
 /// Share error bound when the configuration gives none (approximate only).
 pub const DEFAULT_ERROR_BOUND: f64 = 0.01;
@@ -571,6 +575,16 @@ async fn attribute(agent: &Agent, args: &Value) -> ControlResult {
             .map_err(|e| ControlError::mtp(&e))?
         }
     };
+    if agent.fault("attribution-absolute-shares")
+        && let Some(grand) = full_mask(n)
+            .ok()
+            .and_then(|m| table.get(&m))
+            .map(|v| v.as_f64())
+    {
+        for c in record.contributors.iter_mut() {
+            c.share *= grand;
+        }
+    }
     record
         .sign(&agent.keys.signing, plumbing::key_id(agent))
         .map_err(|e| ControlError::mtp(&e))?;

@@ -51,7 +51,33 @@ use super::verification::{
 };
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "partial-reversal-full-amount",
+        breaks: "SPEC-II-D-03, SPEC-III-E-2-I01",
+        description: "after a partially fulfilled Receipt the whole settlement is reversed",
+    },
+    crate::faults::Fault {
+        name: "no-reversal-on-failed-receipt",
+        breaks: "SPEC-II-D-07, SPEC-III-E-3-01",
+        description: "a failed Receipt leaves a confirmed settlement in place",
+    },
+    crate::faults::Fault {
+        name: "reverse-on-every-receipt",
+        breaks: "SPEC-III-E-3-02",
+        description: "reverses the settlement after a fulfilled Receipt too",
+    },
+    crate::faults::Fault {
+        name: "settlement-confirmed-without-rail-ref",
+        breaks: "SPEC-III-E-1-01",
+        description: "the settlement_confirmed notice omits the rail's transaction reference",
+    },
+    crate::faults::Fault {
+        name: "no-reversal-after-failed-settlement",
+        breaks: "SPEC-III-E-2-01, SPEC-III-E-2-02",
+        description: "a settlement that fails after the transfer is not reversed",
+    },
+];
 
 /// The Settlement Interface requirement (SPEC-III-E-1-01).
 const INTERFACE_REQ: &str = "SPEC-III-E-1-01";
@@ -1258,7 +1284,7 @@ async fn run_settlement(
         NoticeType::Confirmed,
         &settlement_id,
         ctx.amount,
-        Some(rail_ref.clone()),
+        (!agent.fault("settlement-confirmed-without-rail-ref")).then(|| rail_ref.clone()),
         None,
     )
     .await;
@@ -1301,6 +1327,7 @@ async fn settlement_failed(
     let mut reversal = None;
     if let (Some(sid), Some(local)) = (settlement_id, agent.settlement.local(&tx))
         && local.confirmed
+        && !agent.fault("no-reversal-after-failed-settlement")
     {
         match reverse_remaining(agent, ctx, sid, &local).await {
             Ok(r) => reversal = Some(r),
@@ -1415,8 +1442,11 @@ pub async fn after_receipt(agent: &Agent, deal: &Deal, receipt: &Receipt) {
     }
     let kept = match receipt.outcome {
         Outcome::Disputed => return,
+        Outcome::Fulfilled if agent.fault("reverse-on-every-receipt") => Decimal::ZERO,
         Outcome::Fulfilled => local.amount,
+        Outcome::Failed if agent.fault("no-reversal-on-failed-receipt") => return,
         Outcome::Failed => Decimal::ZERO,
+        Outcome::PartiallyFulfilled if agent.fault("partial-reversal-full-amount") => Decimal::ZERO,
         Outcome::PartiallyFulfilled => {
             let Some(pf) = &receipt.partial_fulfillment else {
                 return;

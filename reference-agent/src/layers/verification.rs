@@ -61,7 +61,78 @@ use crate::transport::sync::{ConnectError, pb};
 use super::{attribution, settlement};
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "receipt-requires-attribution",
+        breaks: "SPEC-III-G-I01",
+        description: "refuses a two-party Receipt that carries no Attribution Record",
+    },
+    crate::faults::Fault {
+        name: "receipt-participants-from-terms",
+        breaks: "SPEC-II-D-01",
+        description: "a received Receipt without participants is completed from its own Terms",
+    },
+    crate::faults::Fault {
+        name: "skip-receipt-outcome-blocks",
+        breaks: "SPEC-II-D-02, SPEC-II-D-04, SPEC-II-D-06",
+        description: "accepts a Receipt whose outcome-dependent block is missing",
+    },
+    crate::faults::Fault {
+        name: "receipt-mandate-by-sender",
+        breaks: "BIND-VII-D-02",
+        description: "a Receipt naming an unknown Mandate is applied to the sender's latest transaction",
+    },
+    crate::faults::Fault {
+        name: "receipt-overwrite-by-id",
+        breaks: "SPEC-II-D-08",
+        description: "a known receipt_id with other content replaces the stored Receipt",
+    },
+    crate::faults::Fault {
+        name: "revised-receipt-as-new-outcome",
+        breaks: "SPEC-II-D-09",
+        description: "a received Receipt with predecessor is treated as a first Receipt",
+    },
+    crate::faults::Fault {
+        name: "skip-predecessor-check",
+        breaks: "BIND-VII-D-I02",
+        description: "accepts a revised Receipt whose predecessor was never issued",
+    },
+    crate::faults::Fault {
+        name: "receipt-signed-before-evidence",
+        breaks: "SPEC-II-D-01",
+        description: "adds to the evidence after signing the Receipt (the signature no longer binds it)",
+    },
+    crate::faults::Fault {
+        name: "computation-trusts-delivery",
+        breaks: "SPEC-III-F-01",
+        description: "computation-based verification takes the delivered result without recomputing it",
+    },
+    crate::faults::Fault {
+        name: "third-party-signer-is-requester",
+        breaks: "SPEC-III-F-1-01",
+        description: "checks a third-party Receipt against the requester's key instead of the verifier's",
+    },
+    crate::faults::Fault {
+        name: "partial-ratio-ignored",
+        breaks: "SPEC-II-D-02",
+        description: "the Partial Fulfillment Specification ignores the announced ratio (always 0.5)",
+    },
+    crate::faults::Fault {
+        name: "dispute-record-without-provisions",
+        breaks: "SPEC-III-F-2-02",
+        description: "the Dispute Initiation Record names no violated Terms provision",
+    },
+    crate::faults::Fault {
+        name: "revised-receipt-without-predecessor",
+        breaks: "SPEC-II-D-09",
+        description: "the revised Receipt of a dispute resolution omits predecessor",
+    },
+    crate::faults::Fault {
+        name: "receipt-without-attribution",
+        breaks: "BIND-VII-D-04, SPEC-III-G-2-03",
+        description: "issues Receipts without the transaction's Attribution Record",
+    },
+];
 
 /// Requirement of the delivery objects (the Value reaches the requester, SPEC-III-F-01).
 const DELIVERY_REQ: &str = "SPEC-III-F-01";
@@ -668,7 +739,8 @@ async fn verify(agent: &Agent, args: &Value) -> ControlResult {
                     message: "no computation input (delivery `input` or evidence `input`)".into(),
                 })?;
             let expected = computation_output(&input);
-            let matches = expected.as_slice() == d.payload.as_slice();
+            let matches = expected.as_slice() == d.payload.as_slice()
+                || agent.fault("computation-trusts-delivery");
             if !matches {
                 check_failure = Some(VerificationError::Tampered(
                     "the delivered result differs from the recomputation of its input".into(),
@@ -724,6 +796,12 @@ async fn verify(agent: &Agent, args: &Value) -> ControlResult {
     receipt
         .sign(&agent.keys.signing, key_id(agent))
         .map_err(|e| ControlError::mtp(&e))?;
+    if agent.fault("receipt-signed-before-evidence") {
+        receipt
+            .verification
+            .evidence
+            .push((Value::text("verified_at"), tdate_value(receipt.timestamp)));
+    }
     let result = issue_receipt(agent, &deal, receipt).await?;
     if let Some(e) = &check_failure {
         let record = error_record(agent, Some(deal.id), e);
@@ -755,6 +833,7 @@ fn partial_block(
 ) -> Result<PartialFulfillment, ControlError> {
     let ratio = match opt_number(args, "ratio")? {
         Some(r) => r as f32,
+        None if agent.fault("partial-ratio-ignored") => 0.5,
         None => agent.settlement.announced_ratio(&deal.id).unwrap_or(0.5),
     };
     if !(ratio > 0.0 && ratio < 1.0) {
@@ -777,6 +856,9 @@ fn attribution_block(
     deal: &Deal,
     terms: &Terms,
 ) -> Result<Option<Value>, ControlError> {
+    if agent.fault("receipt-without-attribution") {
+        return Ok(None);
+    }
     if terms.participants.len() < mtp_protocol::profile::ATTRIBUTION_MIN_CONTRIBUTORS {
         return Ok(agent.attribution.get(&deal.id).map(|r| r.to_value()));
     }
@@ -862,7 +944,7 @@ async fn accept_third_party(
             "mandate or participants differ".into(),
         )));
     }
-    let signer = expected_signer(&receipt, terms).map_err(|e| ControlError::mtp(&e))?;
+    let signer = expected_signer(agent, &receipt, terms).map_err(|e| ControlError::mtp(&e))?;
     let ok = verify_signed(agent, &receipt, &signer);
     audit_signature(
         agent,
@@ -928,7 +1010,11 @@ async fn dispute(agent: &Agent, args: &Value) -> ControlResult {
         mandate_id,
         receipt_ref: None,
         disputing_agent: agent.keys.did.clone(),
-        violated_provisions: text_list(args, "violated_provisions", &["quality"])?,
+        violated_provisions: if agent.fault("dispute-record-without-provisions") {
+            Vec::new()
+        } else {
+            text_list(args, "violated_provisions", &["quality"])?
+        },
         evidence_refs: text_list(
             args,
             "evidence_refs",
@@ -1085,10 +1171,13 @@ async fn resolve_dispute(agent: &Agent, args: &Value) -> ControlResult {
             )));
         }
     }
+    if agent.fault("revised-receipt-without-predecessor") {
+        receipt.predecessor = None;
+    }
     receipt
         .sign(&agent.keys.signing, key_id(agent))
         .map_err(|e| ControlError::mtp(&e))?;
-    issue_receipt(agent, &deal, receipt).await
+    issue_receipt_as(agent, &deal, receipt, TxEvent::DisputeResolved).await
 }
 
 fn merge(v: Value, extra: Vec<(&str, Value)>) -> Value {
@@ -1102,8 +1191,8 @@ fn merge(v: Value, extra: Vec<(&str, Value)>) -> Value {
 }
 
 /// The transaction event a Receipt triggers.
-fn receipt_event(r: &Receipt) -> TxEvent {
-    if r.predecessor.is_some() {
+fn receipt_event(agent: &Agent, r: &Receipt) -> TxEvent {
+    if r.predecessor.is_some() && !agent.fault("revised-receipt-as-new-outcome") {
         return TxEvent::DisputeResolved;
     }
     TxEvent::ReceiptIssued {
@@ -1120,12 +1209,23 @@ fn receipt_event(r: &Receipt) -> TxEvent {
 /// party over `Agent/Verify`, then the settlement consequences (SPEC-III-E-3-01) and the
 /// `delivery_confirmed` event for conditional Mandates.
 async fn issue_receipt(agent: &Agent, deal: &Deal, receipt: Receipt) -> ControlResult {
+    let event = receipt_event(agent, &receipt);
+    issue_receipt_as(agent, deal, receipt, event).await
+}
+
+/// [`issue_receipt`] with the transaction event given.
+async fn issue_receipt_as(
+    agent: &Agent,
+    deal: &Deal,
+    receipt: Receipt,
+    event: TxEvent,
+) -> ControlResult {
     let bytes = receipt
         .try_to_cbor()
         .map_err(|e| ControlError::Internal(e.to_string()))?;
     agent
         .transactions
-        .apply(&deal.id, receipt_event(&receipt), agent.now())
+        .apply(&deal.id, event, agent.now())
         .map_err(|e| ControlError::mtp(&e))?;
     record_receipt(agent, deal, &receipt, &bytes).map_err(|e| ControlError::mtp(&e))?;
     let frame =
@@ -1341,7 +1441,7 @@ pub async fn on_verify(
         }
         return ack(agent, Some(deal.id), &frame, &peer, rpc);
     }
-    let receipt = Receipt::from_value(&frame.body).map_err(|e| {
+    let receipt = parse_receipt(agent, &frame.body, &peer).map_err(|e| {
         refuse(
             agent,
             None,
@@ -1366,10 +1466,17 @@ pub async fn on_verify(
             let e = VerificationError::NotAParty(peer.clone());
             return Err(refuse(agent, None, &e, rpc, sender.as_deref()));
         }
-        None => {
-            let e = VerificationError::UnknownMandate(receipt.mandate_id.to_string());
-            return Err(refuse(agent, None, &e, rpc, sender.as_deref()));
-        }
+        None => match agent
+            .fault("receipt-mandate-by-sender")
+            .then(|| agent.deals.latest_with(&peer))
+            .flatten()
+        {
+            Some(d) => d,
+            None => {
+                let e = VerificationError::UnknownMandate(receipt.mandate_id.to_string());
+                return Err(refuse(agent, None, &e, rpc, sender.as_deref()));
+            }
+        },
     };
     audit_message(agent, Some(deal.id), false, &frame, &peer);
     // A byte-identical redelivery is answered like the original (0400, PROFILE G-09).
@@ -1386,6 +1493,16 @@ pub async fn on_verify(
             );
             return ack(agent, Some(deal.id), &frame, &peer, rpc);
         }
+        if agent.fault("receipt-overwrite-by-id") {
+            agent.deals.update(&deal.id, |d| {
+                for r in d.receipts.iter_mut() {
+                    if r.receipt_id == receipt.receipt_id {
+                        *r = receipt.clone();
+                    }
+                }
+            });
+            return ack(agent, Some(deal.id), &frame, &peer, rpc);
+        }
         let e = VerificationError::ReceiptIdReuse(receipt.receipt_id.to_string());
         return Err(fatal_refusal(agent, deal.id, &e, rpc, &peer).await);
     }
@@ -1394,7 +1511,7 @@ pub async fn on_verify(
     }
     if let Err(e) = agent
         .transactions
-        .apply(&deal.id, receipt_event(&receipt), agent.now())
+        .apply(&deal.id, receipt_event(agent, &receipt), agent.now())
     {
         let e = VerificationError::Tx(e);
         return Err(fatal_refusal(agent, deal.id, &e, rpc, &peer).await);
@@ -1407,14 +1524,64 @@ pub async fn on_verify(
     ack(agent, Some(deal.id), &frame, &peer, rpc)
 }
 
+/// A received Receipt (BIND VII-D; PROFILE G-22). The defects `receipt-participants-from-terms`
+/// and `skip-receipt-outcome-blocks` loosen it.
+fn parse_receipt(agent: &Agent, body: &Value, peer: &str) -> Result<Receipt, ObjectError> {
+    let mut body = body.clone();
+    if agent.fault("receipt-participants-from-terms") && body.get("participants").is_none() {
+        let terms = body
+            .get("mandate_id")
+            .and_then(|m| MtpUuid::from_value(m).ok())
+            .and_then(|m| agent.deals.by_mandate(m.as_bytes()))
+            .filter(|d| d.counterparties.iter().any(|c| c == peer))
+            .and_then(|d| deal_terms(&d));
+        if let (Some(t), Value::Map(entries)) = (terms, &mut body) {
+            entries.push((
+                Value::text("participants"),
+                Value::Array(t.participants.iter().map(Participant::to_value).collect()),
+            ));
+        }
+    }
+    match Receipt::from_value(&body) {
+        Err(e) if agent.fault("skip-receipt-outcome-blocks") => {
+            let outcome = body
+                .get("outcome")
+                .and_then(Value::as_text)
+                .and_then(Outcome::parse);
+            let mut relaxed = body.clone();
+            if let Value::Map(entries) = &mut relaxed {
+                for (k, v) in entries.iter_mut() {
+                    if k.as_text() == Some("outcome") {
+                        *v = Value::text("fulfilled");
+                    }
+                }
+            }
+            match (outcome, Receipt::from_value(&relaxed)) {
+                (Some(o), Ok(mut r)) => {
+                    r.outcome = o;
+                    Ok(r)
+                }
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
 fn frame_body_bytes(frame: &wire::Frame) -> Vec<u8> {
     mtp_protocol::cbor::to_vec(&frame.body).unwrap_or_default()
 }
 
 /// Who must have signed a Receipt (PROFILE G-22): the third-party verifier for
 /// `third_party`, else the requester.
-fn expected_signer(receipt: &Receipt, terms: &Terms) -> Result<String, VerificationError> {
-    if receipt.verification.method == VerificationMethod::ThirdParty {
+fn expected_signer(
+    agent: &Agent,
+    receipt: &Receipt,
+    terms: &Terms,
+) -> Result<String, VerificationError> {
+    if receipt.verification.method == VerificationMethod::ThirdParty
+        && !agent.fault("third-party-signer-is-requester")
+    {
         return receipt
             .verification
             .third_party
@@ -1440,7 +1607,7 @@ async fn check_receipt(
             "participants differ from the Terms".into(),
         ));
     }
-    let signer = expected_signer(receipt, &terms)?;
+    let signer = expected_signer(agent, receipt, &terms)?;
     let ok = verify_signed(agent, receipt, &signer);
     audit_signature(
         agent,
@@ -1450,8 +1617,14 @@ async fn check_receipt(
         &signer,
     );
     ok?;
+    if agent.fault("receipt-requires-attribution") && receipt.attribution.is_none() {
+        return Err(VerificationError::Mismatch(
+            "the Receipt carries no Attribution Record".into(),
+        ));
+    }
     if let Some(p) = &receipt.predecessor
         && !deal.receipts.iter().any(|r| r.receipt_id == *p)
+        && !agent.fault("skip-predecessor-check")
     {
         return Err(VerificationError::UnknownPredecessor(p.to_string()));
     }
