@@ -144,6 +144,7 @@ impl Agent {
             DidDocument::new_agent(&params).map_err(|e| AgentError::Document(e.to_string()))?;
         let rng = SeededRng::from_seed(keys.derive(LABEL_RUN));
         let settlement = layers::settlement::State::new(&config.rails);
+        crate::transport::set_test_faults(&config.test_faults);
         Ok(Agent(Arc::new(AgentInner {
             config,
             keys,
@@ -212,6 +213,9 @@ impl Agent {
     /// Bind an id to the content it names, permanently (SPEC-IX-04/05): a second, different
     /// content under the same id is 0100.
     pub fn reserve_uuid(&self, id: MtpUuid, content: &[u8]) -> Result<(), AgentError> {
+        if self.fault("skip-uuid-reservation") {
+            return Ok(());
+        }
         let digest = mtp_protocol::crypto::sha256(content);
         let fresh = {
             let mut g = self.uuids.lock().unwrap_or_else(|p| p.into_inner());
@@ -276,7 +280,9 @@ impl Agent {
         let now = self.now();
         let tx = transaction.unwrap_or(crate::transaction::AGENT_TRAIL_ID);
         let agents = peer.map(|p| vec![p.to_owned()]).unwrap_or_default();
-        if let Err(e) = self.transactions.record_error(&tx, code, agents, now) {
+        if !self.fault("errors-not-audited")
+            && let Err(e) = self.transactions.record_error(&tx, code, agents, now)
+        {
             tracing::error!(error = %e, "cannot record error in the audit trail");
         }
         let mut ev = Event::new(EventKind::ErrorRaised, now);
@@ -290,7 +296,9 @@ impl Agent {
     pub fn warn(&self, transaction: Option<[u8; 32]>, code: ErrorCode, detail: String) {
         let now = self.now();
         let tx = transaction.unwrap_or(crate::transaction::AGENT_TRAIL_ID);
-        if let Err(e) = self.transactions.record_error(&tx, code, Vec::new(), now) {
+        if !self.fault("warnings-not-audited")
+            && let Err(e) = self.transactions.record_error(&tx, code, Vec::new(), now)
+        {
             tracing::error!(error = %e, "cannot record warning in the audit trail");
         }
         let mut ev = Event::new(EventKind::Warning, now);
@@ -349,7 +357,9 @@ impl Agent {
             ..AuditRecord::default()
         };
         let id = transaction.unwrap_or(crate::transaction::AGENT_TRAIL_ID);
-        if let Err(e) = self.transactions.record(&id, rec, now) {
+        if !self.fault("messages-not-audited")
+            && let Err(e) = self.transactions.record(&id, rec, now)
+        {
             tracing::error!(error = %e, "cannot audit message");
         }
         let kind = match (sent, frame.frame_type.as_str()) {

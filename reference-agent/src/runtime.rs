@@ -445,6 +445,7 @@ async fn handle(agent: &Agent, msg: Received, source: Source) {
     ev.detail = Some(format!("MTPAsync {subject}"));
     agent.events.push(ev);
     match source {
+        Source::Discovery if agent.fault("nats-discovery-ignored") => {}
         Source::Discovery => {
             if let Err(status) = layers::discovery::on_nats_message(agent, &subject, frame).await {
                 tracing::info!(subject, %status, "discovery message refused");

@@ -175,14 +175,40 @@ impl Coded for FramingError {
 
 /// Wraps a frame into the protobuf message.
 pub fn encode(frame: &wire::Frame) -> Result<pb::Frame, WireError> {
-    Ok(pb::Frame {
-        cbor: frame.encode()?,
-    })
+    use crate::transport::test_fault;
+    let mut cbor = if test_fault("frame-hash-stale") {
+        let mut stale = frame.clone();
+        if let Value::Map(entries) = &frame.body {
+            let unsigned = Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_text(), Some("signature" | "signatures")))
+                    .cloned()
+                    .collect(),
+            );
+            stale.hash = mtp_protocol::crypto::sha256(&mtp_protocol::cbor::to_vec(&unsigned)?);
+        }
+        stale.encode()?
+    } else {
+        frame.encode()?
+    };
+    if test_fault("frame-keys-unsorted")
+        && let Some(m) = mtp_protocol::cbor::mutate::reorder_map_keys(&cbor)
+    {
+        cbor = m;
+    }
+    Ok(pb::Frame { cbor })
 }
 
 /// Strictly decodes and integrity-checks a protobuf frame (SPEC-VII-A-06, SPEC-VII-A-07).
 pub fn decode(frame: &pb::Frame) -> Result<wire::Frame, FramingError> {
-    Ok(wire::Frame::decode(&frame.cbor)?)
+    let mut f = wire::Frame::decode(&frame.cbor)?;
+    if crate::transport::test_fault("strip-unknown-fields")
+        && let Value::Map(entries) = &mut f.body
+    {
+        entries.retain(|(k, _)| !k.as_text().is_some_and(|t| t.starts_with("x-")));
+    }
+    Ok(f)
 }
 
 /// [`decode`] plus the frame-type check for `rpc` and `direction` (PROFILE G-09).
@@ -383,7 +409,13 @@ pub fn grpc_code_for_record(record: &MtpErrorRecord, rpc: Rpc) -> Option<Code> {
 pub fn error_status(record: &MtpErrorRecord, rpc: Rpc) -> Option<Status> {
     let code = grpc_code_for_record(record, rpc)?;
     let mut md = MetadataMap::new();
-    if let Ok(cbor) = record.try_to_cbor() {
+    if let Ok(mut cbor) = record.try_to_cbor() {
+        if crate::transport::test_fault("error-record-without-layer")
+            && let Ok(Value::Map(mut entries)) = mtp_protocol::cbor::from_slice(&cbor)
+        {
+            entries.retain(|(k, _)| !matches!(k.as_text(), Some("layer" | "timestamp")));
+            cbor = mtp_protocol::cbor::to_vec(&Value::Map(entries)).unwrap_or(cbor);
+        }
         md.insert_bin(ERROR_TRAILER, MetadataValue::from_bytes(&cbor));
     }
     set_version(&mut md);
@@ -424,13 +456,13 @@ impl ErrorContext {
             input.extend(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
             random.copy_from_slice(&mtp_protocol::crypto::sha256(&input)[..17]);
         }
+        let ty = if crate::transport::test_fault("error-id-offer-nibble") {
+            ObjectType::Offer
+        } else {
+            ObjectType::Error
+        };
         ErrorContext {
-            error_id: MtpUuid::new(
-                ObjectType::Error,
-                nanos,
-                mtp_protocol::uuid::source_of(agent_did),
-                random,
-            ),
+            error_id: MtpUuid::new(ty, nanos, mtp_protocol::uuid::source_of(agent_did), random),
             now,
             transaction_id: None,
         }

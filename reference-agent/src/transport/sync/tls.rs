@@ -548,13 +548,21 @@ pub fn client_config(
     expected_server: Fingerprint,
     kx: KxPolicy,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = Arc::new(crypto_provider(kx));
+    let mut provider = crypto_provider(kx);
+    if crate::transport::test_fault("tls-client-aes128") {
+        provider.cipher_suites = vec![aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256];
+    }
+    let provider = Arc::new(provider);
     let verifier = Arc::new(PinnedServerVerifier::new(expected_server, &provider));
-    let mut cfg = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![identity.cert_der.clone()], identity.private_key())?;
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = if crate::transport::test_fault("tls-client-no-certificate") {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_auth_cert(vec![identity.cert_der.clone()], identity.private_key())?
+    };
     cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
     cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
