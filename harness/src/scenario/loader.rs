@@ -87,10 +87,11 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errs: &mut Vec<LoadDiagnost
     let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
+        // `.hidden` entries, and `_parked` folders (known problems, kept out of the suite).
         let hidden = p
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+            .is_some_and(|n| n.starts_with('.') || (n.starts_with('_') && p.is_dir()));
         if hidden {
             continue;
         }
