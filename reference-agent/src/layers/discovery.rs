@@ -48,12 +48,104 @@ use crate::services::control::{ControlError, ControlResult};
 use crate::transport::sync::framing::{self, ErrorContext, FramingError, RemoteError, Rpc};
 use crate::transport::sync::pb::index_client::IndexClient;
 
-/// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[crate::faults::Fault {
-    name: "skip-offer-signature-check",
-    breaks: "SPEC-II-A-06",
-    description: "accepts an Offer whose signature does not verify",
-}];
+/// Deliberate defects of this layer and of its index service (`crate::faults`).
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "skip-offer-signature-check",
+        breaks: "SPEC-II-A-06",
+        description: "accepts an Offer whose signature does not verify",
+    },
+    crate::faults::Fault {
+        name: "offer-signer-not-bound",
+        breaks: "SPEC-II-A-06",
+        description: "verifies an Offer with the key its signature names, even when that key is not a key of the Offer's agent_id",
+    },
+    crate::faults::Fault {
+        name: "index-accepts-unsigned-offer",
+        breaks: "SPEC-II-A-04",
+        description: "the index indexes an Offer that carries no signature",
+    },
+    crate::faults::Fault {
+        name: "skip-manifest-signature-check",
+        breaks: "SPEC-III-B-1-04",
+        description: "the index indexes a Capability Manifest whose signature does not verify",
+    },
+    crate::faults::Fault {
+        name: "index-acks-unparseable",
+        breaks: "SPEC-I-B-04 SPEC-III-B-1-02 SPEC-III-B-1-05 SPEC-II-A-01 SPEC-II-B-01 SPEC-V-01 SPEC-V-02",
+        description: "the index acknowledges a published object it cannot parse (and silently drops it) instead of refusing it",
+    },
+    crate::faults::Fault {
+        name: "index-rebinds-offer-id",
+        breaks: "SPEC-II-A-08",
+        description: "the index replaces an indexed Offer by a different one published under the same offer_id",
+    },
+    crate::faults::Fault {
+        name: "index-ignores-revocation",
+        breaks: "SPEC-III-B-3-02",
+        description: "the index acknowledges a valid revocation notice but keeps serving the Offer",
+    },
+    crate::faults::Fault {
+        name: "match-ignores-revocation",
+        breaks: "SPEC-III-B-3-03",
+        description: "a revoked Offer is not treated as revoked when a negotiation on it starts",
+    },
+    crate::faults::Fault {
+        name: "revocation-skips-publication-indexes",
+        breaks: "SPEC-II-A-10 SPEC-III-B-3-01",
+        description: "an Offer revocation goes to the configured indexes only, not to every index the Offer was published to",
+    },
+    crate::faults::Fault {
+        name: "offer-without-manifest",
+        breaks: "SPEC-III-B-1-01",
+        description: "publishing an Offer does not publish a Capability Manifest listing it",
+    },
+    crate::faults::Fault {
+        name: "index-result-drops-signature",
+        breaks: "SPEC-II-A-01 SPEC-II-A-03",
+        description: "the index returns Offers without their signature",
+    },
+    crate::faults::Fault {
+        name: "index-skips-request-attestation",
+        breaks: "SPEC-II-B-03 SPEC-II-B-05 BIND-VII-B-02",
+        description: "the index processes a Request without checking its Authority Attestation",
+    },
+    crate::faults::Fault {
+        name: "request-drops-constraints",
+        breaks: "SPEC-II-B-01",
+        description: "a Request built from a template leaves the template's constraints out of its Constraints Envelope",
+    },
+    crate::faults::Fault {
+        name: "index-rejects-request-fallbacks",
+        breaks: "SPEC-II-B-02",
+        description: "the index refuses a Request that carries the optional fallback_preferences",
+    },
+    crate::faults::Fault {
+        name: "case-sensitive-value-type",
+        breaks: "BIND-VIII-01",
+        description: "the index compares Value Type classifiers as received, without lower-casing them",
+    },
+    crate::faults::Fault {
+        name: "absent-budget-is-zero",
+        breaks: "BIND-VII-B-I01",
+        description: "a query without budget_ceiling is matched as if the ceiling were 0",
+    },
+    crate::faults::Fault {
+        name: "index-ignores-constraints",
+        breaks: "SPEC-III-B-01 SPEC-II-A-02",
+        description: "the index ignores the query's constraints (budget, jurisdiction, latency, accuracy)",
+    },
+    crate::faults::Fault {
+        name: "index-ignores-counterparty",
+        breaks: "SPEC-III-B-01",
+        description: "the index ignores the query's counterparty attributes",
+    },
+    crate::faults::Fault {
+        name: "index-ranks-oldest-first",
+        breaks: "SPEC-III-B-1-06",
+        description: "the index orders results oldest manifest first and never deprioritizes stale manifests",
+    },
+];
 
 /// Test-control actions of this layer (docs/iut-contract.md).
 pub const ACTIONS: &[&str] = &[
@@ -90,6 +182,9 @@ struct Inner {
     requests: BTreeMap<[u8; 32], MtpRequest>,
     /// Offers learned from queries and NATS, by id.
     known_offers: BTreeMap<[u8; 32], Offer>,
+    /// Indexes each own Offer was published to (its revocation goes there too,
+    /// SPEC-III-B-3-01).
+    published_to: BTreeMap<[u8; 32], Vec<String>>,
     /// Offers known to be revoked (own or others'), with the revocation time.
     revoked: BTreeMap<[u8; 32], Timestamp>,
     /// DIDs of index targets that are DID Document files, by path.
@@ -268,6 +363,9 @@ pub fn own_request(agent: &Agent, request_id: &MtpUuid) -> Option<MtpRequest> {
 /// Whether the Offer is known to be revoked (SPEC-III-B-3-03: such a match must not proceed
 /// to the Negotiation Layer).
 pub fn is_offer_revoked(agent: &Agent, offer_id: &MtpUuid) -> bool {
+    if agent.fault("match-ignores-revocation") {
+        return false;
+    }
     agent
         .discovery
         .lock()
@@ -510,6 +608,11 @@ pub async fn index_call(
     }
 }
 
+/// Whether `name` names this agent while it serves an index itself.
+fn is_own_index(agent: &Agent, name: &str) -> bool {
+    agent.config.serve_index && name == agent.did()
+}
+
 /// Publishes `frame` to every index concurrently (SPEC-III-B-2-02); per index `Ok` or the
 /// error.
 async fn publish_everywhere(
@@ -519,6 +622,13 @@ async fn publish_everywhere(
     frame: &Frame,
 ) -> Vec<(String, Result<(), DiscoveryError>)> {
     let calls = names.iter().map(|n| async move {
+        if is_own_index(agent, n) {
+            // This agent's own index: ingested directly (SPEC-III-B-2-02).
+            return (
+                n.clone(),
+                crate::services::index::ingest(agent, frame, None).await,
+            );
+        }
         let r = index_call(agent, n, rpc, frame).await.and_then(|f| {
             let ack = framing::Ack::from_frame(&f)?;
             if ack.ok && ack.reference == frame.hash {
@@ -932,6 +1042,9 @@ pub async fn build_request(
     let mut overlay = template.clone();
     remove(&mut overlay, "authority_attestation");
     remove(&mut overlay, "request_id");
+    if agent.fault("request-drops-constraints") {
+        remove(&mut overlay, "constraints");
+    }
     let mut v = merge_template(base, &overlay);
     set(&mut v, "agent_id", Value::text(agent.did()));
     set(&mut v, "authority_attestation", att.to_value());
@@ -1053,8 +1166,10 @@ pub async fn publish_offer(
         .lock()
         .offers
         .insert(*offer.offer_id.as_bytes(), offer.clone());
-    let manifest = build_manifest(agent, &Value::map::<&str>([]))?;
-    publish_manifest(agent, manifest, indexes.clone(), via_nats).await?;
+    if !agent.fault("offer-without-manifest") {
+        let manifest = build_manifest(agent, &Value::map::<&str>([]))?;
+        publish_manifest(agent, manifest, indexes.clone(), via_nats).await?;
+    }
     let frame = Frame::new("offer", offer.to_value())?;
     let names = index_names(agent, indexes);
     let results = if via_nats == Some(true) && names.is_empty() {
@@ -1062,6 +1177,14 @@ pub async fn publish_offer(
     } else {
         publish_everywhere(agent, &names, Rpc::IndexPublish, &frame).await
     };
+    agent.discovery.lock().published_to.insert(
+        *offer.offer_id.as_bytes(),
+        results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    );
     let nats = if via_nats == Some(false) {
         Ok(false)
     } else {
@@ -1134,6 +1257,9 @@ pub async fn query_one(
     index: &str,
     query: &IndexQuery,
 ) -> Result<IndexQueryResponse, DiscoveryError> {
+    if is_own_index(agent, index) {
+        return crate::services::index::query(agent, query);
+    }
     let frame = Frame::new("index_query", query.to_value())?;
     let resp = index_call(agent, index, Rpc::IndexQuery, &frame).await?;
     if resp.frame_type != "index_response" {
@@ -1276,9 +1402,16 @@ fn object_hash<T: CborObject>(o: &T) -> [u8; 32] {
 
 /// An Offer signed by its `agent_id` (2101 otherwise, SPEC II-A).
 pub async fn verify_offer(agent: &Agent, offer: &Offer) -> Result<(), DiscoveryError> {
-    let key = signer_key(agent, offer.agent_id.as_str(), offer.signature.as_ref())
-        .await
-        .map_err(DiscoveryError::OfferSignature)?;
+    let key = match signer_key(agent, offer.agent_id.as_str(), offer.signature.as_ref()).await {
+        Err(e) if agent.fault("offer-signer-not-bound") => offer
+            .signature
+            .as_ref()
+            .and_then(|s| s.key_id.as_deref())
+            .and_then(|k| agent.assertion_key(k).ok())
+            .ok_or(e),
+        other => other,
+    }
+    .map_err(DiscoveryError::OfferSignature)?;
     let mut r = offer
         .verify_signature(&key)
         .map_err(|e| DiscoveryError::OfferSignature(e.to_string()));
@@ -1299,9 +1432,12 @@ pub async fn verify_manifest(agent: &Agent, m: &CapabilityManifest) -> Result<()
     let key = signer_key(agent, m.agent_id.as_str(), m.signature.as_ref())
         .await
         .map_err(DiscoveryError::ManifestSignature)?;
-    let r = m
+    let mut r = m
         .verify_signature(&key)
         .map_err(|e| DiscoveryError::ManifestSignature(e.to_string()));
+    if agent.fault("skip-manifest-signature-check") {
+        r = Ok(());
+    }
     audit_signature(agent, object_hash(m), r.is_ok(), m.agent_id.as_str());
     r
 }
@@ -1368,7 +1504,21 @@ pub async fn revoke_offer(
     let deals = fail_deals_on_revoked_offer(agent, offer_id, true).await;
     tracing::info!(offer = %offer_id, deals, "offer revoked");
     let frame = Frame::new("offer_revocation", notice.to_value())?;
-    let names = index_names(agent, None);
+    let mut names = index_names(agent, None);
+    if !agent.fault("revocation-skips-publication-indexes") {
+        let published = agent
+            .discovery
+            .lock()
+            .published_to
+            .get(offer_id.as_bytes())
+            .cloned()
+            .unwrap_or_default();
+        for n in published {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
     let results = publish_everywhere(agent, &names, Rpc::IndexRevoke, &frame).await;
     if let Err(e) = nats_broadcast(
         agent,
@@ -1911,6 +2061,40 @@ mod tests {
         let m2 = build_manifest(&a, &Value::map::<&str>([])).expect("manifest");
         assert!(m2.revision > m1.revision);
         assert_ne!(m1.manifest_id, m2.manifest_id);
+    }
+
+    #[tokio::test]
+    async fn own_index_receives_publications_and_their_revocation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = agent(dir.path(), true);
+        let me = a.did();
+        let offer = build_offer(
+            &a,
+            &Value::map([("value_type", Value::text("inference.text"))]),
+        )
+        .expect("offer");
+        let id = offer.offer_id;
+        publish_offer(&a, offer, Some(vec![me.clone()]), Some(false))
+            .await
+            .expect("published to its own index");
+        assert!(a.discovery.index().offer(&id).is_some());
+        assert!(a.discovery.index().manifest_of(&me).is_some());
+        let q = IndexQuery {
+            value_type: Classifier::parse("Inference").expect("classifier"),
+            constraints: None,
+            counterparty: None,
+            limit: None,
+            cursor: None,
+            unknown: Vec::new(),
+        };
+        let found = federated_query(&a, std::slice::from_ref(&me), &q)
+            .await
+            .expect("query");
+        assert_eq!(found.len(), 1);
+        // SPEC-III-B-3-01: the revocation reaches the index the Offer was published to.
+        revoke_offer(&a, &id).await.expect("revoked");
+        assert!(a.discovery.index().is_revoked(&id));
+        assert!(a.discovery.index().offer(&id).is_none());
     }
 
     #[tokio::test]

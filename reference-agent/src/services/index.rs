@@ -117,6 +117,14 @@ fn object_err(
     }
 }
 
+/// A syntactically valid stand-in signature (for the `index-accepts-unsigned-offer` defect).
+fn placeholder_signature() -> Value {
+    Value::map([
+        ("algorithm", Value::text("ML-DSA-65")),
+        ("value", Value::Bytes(vec![0])),
+    ])
+}
+
 fn bytes_of<T: CborObject>(o: &T) -> Result<Vec<u8>, DiscoveryError> {
     o.try_to_cbor()
         .map_err(|e| DiscoveryError::Invalid(e.to_string()))
@@ -130,7 +138,7 @@ pub async fn ingest(
     peer: Option<&str>,
 ) -> Result<(), DiscoveryError> {
     let _ = peer;
-    match frame.frame_type.as_str() {
+    let r = match frame.frame_type.as_str() {
         "manifest" => ingest_manifest(agent, &frame.body).await,
         "offer" => ingest_offer(agent, &frame.body).await,
         "request" => ingest_request(agent, &frame.body).await,
@@ -138,6 +146,10 @@ pub async fn ingest(
         other => Err(DiscoveryError::Invalid(format!(
             "frame type {other:?} is not a discovery object"
         ))),
+    };
+    match r {
+        Err(DiscoveryError::Object { .. }) if agent.fault("index-acks-unparseable") => Ok(()),
+        other => other,
     }
 }
 
@@ -176,15 +188,30 @@ async fn ingest_manifest(agent: &Agent, body: &Value) -> Result<(), DiscoveryErr
 }
 
 async fn ingest_offer(agent: &Agent, body: &Value) -> Result<(), DiscoveryError> {
-    if body.get("signature").is_none() {
+    let unsigned = body.get("signature").is_none();
+    if unsigned && !agent.fault("index-accepts-unsigned-offer") {
         return Err(DiscoveryError::OfferSignature("unsigned offer".into()));
     }
-    let offer = Offer::from_value(body).map_err(object_err("offer"))?;
+    let offer = if unsigned {
+        let mut signed = body.clone();
+        if let Value::Map(entries) = &mut signed {
+            entries.push((Value::text("signature"), placeholder_signature()));
+        }
+        let mut o = Offer::from_value(&signed).map_err(object_err("offer"))?;
+        o.signature = None;
+        o
+    } else {
+        Offer::from_value(body).map_err(object_err("offer"))?
+    };
     if agent.discovery.index().is_revoked(&offer.offer_id) {
         return Err(DiscoveryError::Revoked(offer.offer_id));
     }
-    discovery::verify_offer(agent, &offer).await?;
-    agent.reserve_uuid(offer.offer_id, &bytes_of(&offer)?)?;
+    if !unsigned {
+        discovery::verify_offer(agent, &offer).await?;
+    }
+    if !agent.fault("index-rebinds-offer-id") {
+        agent.reserve_uuid(offer.offer_id, &bytes_of(&offer)?)?;
+    }
     agent
         .discovery
         .index()
@@ -195,9 +222,16 @@ async fn ingest_offer(agent: &Agent, body: &Value) -> Result<(), DiscoveryError>
 
 async fn ingest_request(agent: &Agent, body: &Value) -> Result<(), DiscoveryError> {
     let r = MtpRequest::from_value(body).map_err(object_err("request"))?;
+    if agent.fault("index-rejects-request-fallbacks") && r.fallback_preferences.is_some() {
+        return Err(DiscoveryError::Invalid(
+            "fallback_preferences not supported".into(),
+        ));
+    }
     discovery::verify_request_signature(agent, &r).await?;
     // A Request without a valid Authority Attestation is not processed (SPEC II-B).
-    identity::request_authority(agent, &r, None, Verifier::Chain).await?;
+    if !agent.fault("index-skips-request-attestation") {
+        identity::request_authority(agent, &r, None, Verifier::Chain).await?;
+    }
     agent.reserve_uuid(r.request_id, &bytes_of(&r)?)?;
     agent
         .discovery
@@ -210,6 +244,9 @@ async fn ingest_request(agent: &Agent, body: &Value) -> Result<(), DiscoveryErro
 async fn ingest_revocation(agent: &Agent, body: &Value) -> Result<(), DiscoveryError> {
     let n = OfferRevocation::from_value(body).map_err(object_err("offer-revocation"))?;
     discovery::verify_revocation(agent, &n).await?;
+    if agent.fault("index-ignores-revocation") {
+        return Ok(());
+    }
     {
         let mut idx = agent.discovery.index();
         if let Some(o) = idx.offers.get(n.offer_id.as_bytes())
@@ -230,7 +267,12 @@ async fn ingest_revocation(agent: &Agent, body: &Value) -> Result<(), DiscoveryE
 
 /// The query interface (SPEC-III-B-2-04; PROFILE G-31).
 pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, DiscoveryError> {
-    let constraints = match &q.constraints {
+    let given = if agent.fault("index-ignores-constraints") {
+        None
+    } else {
+        q.constraints.as_ref()
+    };
+    let mut constraints = match given {
         None => Constraints::default(),
         Some(c) => Constraints::from_value(&Value::Map(c.clone()), "constraints").map_err(|e| {
             DiscoveryError::Invalid(format!(
@@ -242,6 +284,12 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
             ))
         })?,
     };
+    if agent.fault("absent-budget-is-zero") && constraints.budget_ceiling.is_none() {
+        constraints.budget_ceiling = Some(PriceSpec::new(
+            Number::Int(0),
+            PriceUnit::parse("USD").map_err(DiscoveryError::Invalid)?,
+        ));
+    }
     let probe = MtpRequest {
         request_id: MtpUuid::new(ObjectType::Request, 0, [0; 6], [0; 17]),
         agent_id: agent.keys.did.clone(),
@@ -284,7 +332,13 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
                 })
                 .collect()
         });
-    let wanted_agents: Option<Vec<String>> = q.counterparty.as_ref().and_then(|c| {
+    let counterparty = if agent.fault("index-ignores-counterparty") {
+        None
+    } else {
+        q.counterparty.as_ref()
+    };
+    let case_sensitive = agent.fault("case-sensitive-value-type");
+    let wanted_agents: Option<Vec<String>> = counterparty.and_then(|c| {
         c.iter()
             .find(|(k, _)| k.as_text() == Some("agent_id"))
             .map(|(_, v)| match v {
@@ -297,6 +351,7 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
                 _ => Vec::new(),
             })
     });
+    let drop_signature = agent.fault("index-result-drops-signature");
     let now = agent.now();
     let idx = agent.discovery.index();
     let threshold = idx.threshold();
@@ -325,6 +380,9 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
         if disc::matches(offer, &probe, now, &supported).is_err() {
             continue;
         }
+        if case_sensitive && !offer.value_type.as_str().starts_with(q.value_type.as_str()) {
+            continue;
+        }
         let freshness = disc::staleness(m, now, threshold);
         if freshness == Freshness::ApproachingStale && !warned.contains(&m.agent_id.to_string()) {
             warned.push(m.agent_id.to_string());
@@ -332,7 +390,14 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
         hits.push((
             freshness == Freshness::Stale,
             IndexResult {
-                offer: offer.clone(),
+                offer: if drop_signature {
+                    Offer {
+                        signature: None,
+                        ..offer.clone()
+                    }
+                } else {
+                    offer.clone()
+                },
                 manifest_id: m.manifest_id,
                 freshness: m.freshness,
                 unknown: Vec::new(),
@@ -348,7 +413,11 @@ pub fn query(agent: &Agent, q: &IndexQuery) -> Result<IndexQueryResponse, Discov
         );
     }
     // Newest first, stale last (SPEC-III-B-1-06; PROFILE G-31).
+    let oldest_first = agent.fault("index-ranks-oldest-first");
     hits.sort_by(|(sa, a), (sb, b)| {
+        if oldest_first {
+            return a.freshness.cmp(&b.freshness);
+        }
         sa.cmp(sb)
             .then(b.freshness.cmp(&a.freshness))
             .then(a.offer.offer_id.as_bytes().cmp(b.offer.offer_id.as_bytes()))
