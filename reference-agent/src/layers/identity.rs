@@ -59,7 +59,53 @@ use crate::transport::sync::framing::{self, ErrorContext, RemoteError, Rpc};
 use crate::transport::sync::pb;
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "skip-chain-principal-check",
+        breaks: "SPEC-I-B-02, SPEC-I-B-03",
+        description: "takes the Principal of a Request's chain from its first link instead of checking it against principal_did",
+    },
+    crate::faults::Fault {
+        name: "skip-scope-check",
+        breaks: "SPEC-III-A-01",
+        description: "does not check a Request's value type and scope against the delegated scope",
+    },
+    crate::faults::Fault {
+        name: "skip-max-value-check",
+        breaks: "SPEC-III-A-01",
+        description: "does not check max_tx_value and budget_ceiling against the delegated maximum transaction value",
+    },
+    crate::faults::Fault {
+        name: "skip-jurisdiction-check",
+        breaks: "SPEC-III-A-01",
+        description: "does not check a Request's jurisdictions against the permitted jurisdictions",
+    },
+    crate::faults::Fault {
+        name: "stale-status-list",
+        breaks: "SPEC-III-A-3-02, SPEC-III-A-3-01, BIND-III-B-I01",
+        description: "keeps the first status list learned for a URL and ignores newer ones",
+    },
+    crate::faults::Fault {
+        name: "fixed-delegation-depth",
+        breaks: "SPEC-III-A-2-02",
+        description: "refuses delegation chains longer than one link (1101)",
+    },
+    crate::faults::Fault {
+        name: "revocation-not-published",
+        breaks: "SPEC-III-A-3-01, SPEC-III-A-3-02",
+        description: "revoke_credential sets the bit but keeps serving and checking against the old status list",
+    },
+    crate::faults::Fault {
+        name: "issue-beyond-own-authority",
+        breaks: "SPEC-III-A-2-05",
+        description: "delegate issues a sub-delegation without the subset check against its own last link",
+    },
+    crate::faults::Fault {
+        name: "peer-resolution-only-as-registry",
+        breaks: "BIND-II-B-01",
+        description: "answers a peer DID Resolution Request for its own DID only from its registry (1200 otherwise)",
+    },
+];
 
 /// Test-control actions of this layer (docs/iut-contract.md); `delegate` is an extension
 /// (sub-delegation, SPEC-III-A-2-03).
@@ -487,6 +533,7 @@ pub fn learn_status_list(agent: &Agent, url: &str, list: Credential) {
     };
     let mut g = agent.identity.lock();
     let newer = match g.status_lists.get(url) {
+        Some(_) if agent.fault("stale-status-list") => false,
         Some(old) => published(&list) >= published(old),
         None => true,
     };
@@ -569,7 +616,29 @@ fn control_delegate(agent: &Agent, args: &Value) -> ControlResult {
         .issuer
         .as_ref()
         .and_then(|i| i.current().cloned());
+    // The chain the subject presents (PROFILE G-04): this agent's links, then the new one.
+    let mut links: Vec<Value> = {
+        let g = agent.identity.lock();
+        g.chain_texts
+            .iter()
+            .zip(&g.chain)
+            .filter_map(|(text, cred)| {
+                let adc = AuthorityDelegation::from_credential(cred).ok()?;
+                Some(Value::map([
+                    ("issuer", Value::text(adc.issuer)),
+                    ("subject", Value::text(adc.subject.as_str())),
+                    ("credential", Value::text(text.clone())),
+                ]))
+            })
+            .collect()
+    };
+    links.push(Value::map([
+        ("issuer", Value::text(agent.did())),
+        ("subject", Value::text(subject.as_str())),
+        ("credential", Value::text(c.to_json())),
+    ]));
     let mut out = vec![
+        ("chain", Value::Array(links)),
         ("credential", Value::text(c.to_json())),
         (
             "credential_id",
@@ -638,7 +707,9 @@ pub fn delegate(
     child.constraints = serde_json::Map::new();
     child.valid_from = parent.valid_from.max(now.add_secs(-60).unwrap_or(now));
     child.id = Some(format!("urn:mtp:adc:{}", hex::encode(agent.random::<16>())));
-    child.check_subset_of(&parent)?;
+    if !agent.fault("issue-beyond-own-authority") {
+        child.check_subset_of(&parent)?;
+    }
     let key_id = own_key_id(agent);
     let (entry, issuer_list) = {
         let mut g = agent.identity.lock();
@@ -698,7 +769,9 @@ pub async fn revoke_credential(
         let issuer = g.issuer.as_mut().ok_or(IdentityError::NotProvisioned)?;
         let list = issuer.revoke(index, now)?;
         let url = issuer.url().to_owned();
-        g.status_lists.insert(url, list.clone());
+        if !agent.fault("revocation-not-published") {
+            g.status_lists.insert(url, list.clone());
+        }
         list
     };
     agent.warn(
@@ -965,16 +1038,19 @@ fn transaction_start(agent: &Agent, transaction: Option<[u8; 32]>) -> Timestamp 
 /// (SPEC II-B Authority Attestation, SPEC-III-A-2-06, SPEC-III-A-3-02; PROFILE G-04, G-33).
 /// Evaluated at the transaction's start (its genesis audit entry; now without one). The
 /// proof must be bound to this agent (SD-JWT `aud`, zk_range transcript). 1300 warnings
-/// are surfaced with `Agent::warn`; errors are returned, not raised (the caller refuses
-/// the message and raises). A revocation after commit is `IdentityError::is_dispute`.
+/// are surfaced with `Agent::warn`; a refusal is raised against `transaction` (audit trail
+/// and `error_raised`, PROFILE G-42; the caller only answers the peer). A revocation after
+/// commit is `IdentityError::is_dispute`.
 pub async fn verify_request_authority(
     agent: &Agent,
     request: &mtp_protocol::primitives::Request,
     transaction: Option<[u8; 32]>,
 ) -> Result<(), IdentityError> {
-    request_authority(agent, request, transaction, Verifier::Counterparty)
-        .await
-        .map(|_| ())
+    let r = request_authority(agent, request, transaction, Verifier::Counterparty).await;
+    if let Err(e) = &r {
+        agent.raise(transaction, e, Some(request.agent_id.as_str()));
+    }
+    r.map(|_| ())
 }
 
 /// [`verify_request_authority`] returning the effective authority (for checking Terms:
@@ -1029,8 +1105,13 @@ async fn check_request_authority(
     }
     let eff = {
         let g = agent.identity.lock();
+        // Defect: the Principal taken from the chain itself.
+        let principal = match att.delegation_chain.first() {
+            Some(l) if agent.fault("skip-chain-principal-check") => l.issuer.as_str(),
+            _ => att.principal_did.as_str(),
+        };
         let ctx = ChainContext {
-            principal: att.principal_did.as_str(),
+            principal,
             agent: request.agent_id.as_str(),
             at,
             committed_at,
@@ -1042,11 +1123,20 @@ async fn check_request_authority(
     for w in &eff.warnings {
         agent.warn(transaction, w.code(), w.to_string());
     }
-    eff.check_value_type(&request.value_type)?;
-    for s in &att.scope {
-        eff.check_value_type(s)?;
+    if agent.fault("fixed-delegation-depth") && att.delegation_chain.len() > 1 {
+        return Err(IdentityError::Presentation(
+            "delegation chains longer than one link are not supported".into(),
+        ));
     }
-    if let Some(js) = &request.constraints.jurisdiction {
+    if !agent.fault("skip-scope-check") {
+        eff.check_value_type(&request.value_type)?;
+        for s in &att.scope {
+            eff.check_value_type(s)?;
+        }
+    }
+    if let Some(js) = &request.constraints.jurisdiction
+        && !agent.fault("skip-jurisdiction-check")
+    {
         for j in js {
             eff.check_jurisdiction(j)?;
         }
@@ -1058,7 +1148,7 @@ async fn check_request_authority(
         .transpose()?
         .ok_or(IdentityError::NotProvisioned)?;
     let hidden = eff.max_transaction_value.hidden;
-    if !hidden {
+    if !hidden && !agent.fault("skip-max-value-check") {
         eff.check_price(&att.max_tx_value)?;
         if let Some(b) = &request.constraints.budget_ceiling {
             eff.check_price(b)?;
@@ -1283,7 +1373,7 @@ pub fn answer_resolution(
     agent: &Agent,
     request: &DidResolutionRequest,
 ) -> Result<DidResolutionResponse, IdentityError> {
-    if request.did.as_str() == agent.did() {
+    if request.did.as_str() == agent.did() && !agent.fault("peer-resolution-only-as-registry") {
         let h = own_history(agent)?;
         return Ok(DidResolutionResponse::from_history(&h, request.version)?);
     }
@@ -1589,4 +1679,144 @@ async fn call_resolve(
     Ok(PathOutcome::Response(DidResolutionResponse::from_frame(
         &frame,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::Bound;
+    use crate::config::AgentConfig;
+    use crate::events::EventKind;
+
+    fn agent(dir: &std::path::Path, seed: u8, faults: &[&str]) -> Agent {
+        let config = AgentConfig {
+            state_dir: dir.to_path_buf(),
+            test_faults: faults.iter().map(|f| (*f).to_owned()).collect(),
+            ..AgentConfig::default()
+        };
+        Agent::new(
+            config,
+            [seed; 32],
+            &Bound {
+                sync_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                nats: None,
+            },
+        )
+        .expect("agent")
+    }
+
+    /// `p` as Principal delegates to `a` (10 000 USD, every category): the ADC text, the
+    /// issuer (to revoke) and the entry's index (PROFILE G-33).
+    fn delegate_from(p: &Agent, a: &Agent) -> (String, StatusListIssuer, u64) {
+        let now = p.now();
+        let url = format!(
+            "urn:mtp:status:{}:revocation",
+            p.keys.did.method_specific_id()
+        );
+        let mut issuer = StatusListIssuer::new(
+            &url,
+            &p.did(),
+            StatusListFormat::StatusList2021,
+            StatusPurpose::Revocation,
+            MIN_LIST_BITS,
+            p.keys.signing.clone(),
+            &own_key_id(p),
+        )
+        .expect("issuer");
+        let entry = issuer.allocate().expect("entry");
+        issuer.publish(now).expect("list");
+        let adc = AuthorityDelegation {
+            id: Some("urn:mtp:adc:test".into()),
+            issuer: p.did(),
+            principal: None,
+            subject: a.keys.did.clone(),
+            scope: vec![Classifier::parse("inference").expect("classifier")],
+            max_transaction_value: MaxTransactionValue::new(Decimal::from_int(10_000), "USD")
+                .expect("max"),
+            max_transaction_value_commitment: None,
+            permitted_jurisdictions: vec!["US".into()],
+            permitted_payment_rails: vec!["ledger".into()],
+            permitted_counterparty_classes: None,
+            constraints: Default::default(),
+            valid_from: now.add_secs(-60).expect("time"),
+            valid_until: now.add_secs(3_600).expect("time"),
+            status: vec![entry.clone()],
+        };
+        let signed = credential::sign(
+            &adc.to_unsigned_credential().expect("unsigned"),
+            &p.keys.signing,
+            &ProofOptions {
+                verification_method: own_key_id(p),
+                created: now,
+            },
+        )
+        .expect("signed");
+        (signed.to_json(), issuer, entry.index)
+    }
+
+    /// A verifier refuses a Request under a revoked credential with 1102 and records the
+    /// refusal itself (PROFILE G-42, G-55); `stale-status-list` keeps the old list.
+    #[tokio::test]
+    async fn revoked_credential_is_refused_and_raised() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let p = agent(dirs[0].path(), 1, &[]);
+        let a = agent(dirs[1].path(), 2, &[]);
+        let b = agent(dirs[2].path(), 3, &[]);
+        let stale = agent(dirs[3].path(), 4, &["stale-status-list"]);
+        let (adc, mut issuer, index) = delegate_from(&p, &a);
+        let url = issuer.url().to_owned();
+        let list = issuer.current().cloned().expect("list");
+        let args = Value::map([
+            ("principal", Value::text(p.did())),
+            ("delegation_chain", Value::Array(vec![Value::text(adc)])),
+            (
+                "status_lists",
+                Value::Map(vec![(Value::text(&url), Value::text(list.to_json()))]),
+            ),
+        ]);
+        provision(&a, &args).expect("provision");
+        a.add_peer(p.document()).expect("principal");
+        for v in [&b, &stale] {
+            v.add_peer(p.document()).expect("principal");
+            v.add_peer(a.document()).expect("agent");
+            learn_status_list(v, &url, list.clone());
+        }
+        let template = Value::map([
+            ("value_type", Value::text("inference.text")),
+            (
+                "constraints",
+                Value::map([(
+                    "budget_ceiling",
+                    Value::map([("amount", Value::from(50u64)), ("unit", Value::text("USD"))]),
+                )]),
+            ),
+        ]);
+        let request = super::super::discovery::build_request(&a, &template, &b.did(), None)
+            .await
+            .expect("request");
+        verify_request_authority(&b, &request, None)
+            .await
+            .expect("valid before the revocation");
+
+        let revoked = issuer.revoke(index, p.now()).expect("revoke");
+        for v in [&b, &stale] {
+            learn_status_list(v, &url, revoked.clone());
+        }
+        let e = verify_request_authority(&b, &request, None)
+            .await
+            .expect_err("revoked");
+        assert_eq!(e.code(), ErrorCode::CredentialRevoked);
+        let raised = b.events.snapshot().into_iter().any(|ev| {
+            ev.kind == EventKind::ErrorRaised
+                && ev.code == Some(ErrorCode::CredentialRevoked.as_u16())
+        });
+        assert!(raised, "the refusal is raised by the verifier");
+        let request_for_stale =
+            super::super::discovery::build_request(&a, &template, &stale.did(), None)
+                .await
+                .expect("request");
+        verify_request_authority(&stale, &request_for_stale, None)
+            .await
+            .expect("the defect keeps the unrevoked list");
+    }
 }

@@ -667,11 +667,12 @@ mod codec {
 
     pub fn run(agent: &Agent, op: Op, args: &super::Value) -> ControlResult {
         let out = run_type(agent, op, args)?;
-        if op == Op::Encode && agent.fault("length-first-map-keys") {
-            if let Some(b) = out.get("cbor").and_then(Value::as_bytes) {
-                let b = cbor::mutate::length_first_order(b).unwrap_or_else(|| b.to_vec());
-                return Ok(map(vec![("cbor", Value::Bytes(b))]));
-            }
+        if op == Op::Encode
+            && agent.fault("length-first-map-keys")
+            && let Some(b) = out.get("cbor").and_then(Value::as_bytes)
+        {
+            let b = cbor::mutate::length_first_order(b).unwrap_or_else(|| b.to_vec());
+            return Ok(map(vec![("cbor", Value::Bytes(b))]));
         }
         Ok(out)
     }
