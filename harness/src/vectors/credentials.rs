@@ -131,15 +131,15 @@ pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
 
 fn ts(vector: &'static str, secs: i64) -> Result<Timestamp, VectorError> {
     Timestamp::from_unix_secs(secs).ok_or_else(|| VectorError::Step {
-        vector,
-        cause: Cause::Input(format!("timestamp {secs} out of range")),
+        vector: vector.into(),
+        cause: Box::new(Cause::Input(format!("timestamp {secs} out of range"))),
     })
 }
 
 fn input<T, E: std::fmt::Display>(vector: &'static str, r: Result<T, E>) -> Result<T, VectorError> {
     r.map_err(|e| VectorError::Step {
-        vector,
-        cause: Cause::Input(e.to_string()),
+        vector: vector.into(),
+        cause: Box::new(Cause::Input(e.to_string())),
     })
 }
 
@@ -230,8 +230,8 @@ impl Party {
         n.checked_sub(1)
             .and_then(|i| self.keys.get(i))
             .ok_or_else(|| VectorError::Step {
-                vector,
-                cause: Cause::Input(format!("no signing key #key-{n}")),
+                vector: vector.into(),
+                cause: Box::new(Cause::Input(format!("no signing key #key-{n}"))),
             })
     }
 }
@@ -283,8 +283,8 @@ impl World {
             .get(i)
             .cloned()
             .ok_or_else(|| VectorError::Step {
-                vector,
-                cause: Cause::Input(format!("no status entry {i}")),
+                vector: vector.into(),
+                cause: Box::new(Cause::Input(format!("no status entry {i}"))),
             })
     }
 
@@ -445,7 +445,7 @@ fn proof_map<'a>(
         .proof_value()
         .and_then(Value::as_object)
         .ok_or_else(|| VectorError::SelfCheck {
-            vector,
+            vector: vector.into(),
             what: "signed credential has no proof object".into(),
         })
 }
@@ -458,7 +458,7 @@ fn proof_value_text<'a>(
         .get("proofValue")
         .and_then(Value::as_str)
         .ok_or_else(|| VectorError::SelfCheck {
-            vector,
+            vector: vector.into(),
             what: "proof has no proofValue".into(),
         })
 }
@@ -567,8 +567,17 @@ fn adc_vector(w: &World, vector: &'static str, key_n: usize) -> Result<Value, Ve
             &[
                 "SPEC-III-A-1-04",
                 "SPEC-III-A-1-05",
+                "SPEC-III-A-2-01",
+                "SPEC-III-A-2-03",
+                "SPEC-III-A-2-I01",
+                "SPEC-II-B-04",
+                "BIND-III-A-I01",
+                "BIND-III-A-I02",
                 "SPEC-VIII-A-07",
+                "SPEC-VIII-A-06",
+                "BIND-VI-C-01",
                 "BIND-VI-C-03",
+                "BIND-VI-C-I01",
                 "BIND-III-B-01",
                 "BIND-III-B-02",
                 "BIND-III-B-03",
@@ -588,6 +597,12 @@ fn adc_vector(w: &World, vector: &'static str, key_n: usize) -> Result<Value, Ve
             &[
                 "SPEC-III-A-1-04",
                 "SPEC-III-A-1-05",
+                "SPEC-III-A-2-01",
+                "SPEC-III-A-2-03",
+                "SPEC-III-A-2-I01",
+                "SPEC-II-B-04",
+                "BIND-III-A-I01",
+                "BIND-III-A-I02",
                 "BIND-III-A-01",
                 "BIND-III-B-01",
                 "BIND-III-B-02",
@@ -687,7 +702,7 @@ fn sd_vector(w: &World) -> Result<Value, VectorError> {
         }
         None => {
             return Err(VectorError::SelfCheck {
-                vector: V,
+                vector: V.into(),
                 what: "key binding is not payload.signature".into(),
             });
         }
@@ -758,6 +773,7 @@ fn sd_vector(w: &World) -> Result<Value, VectorError> {
             "SPEC-III-A-1-07",
             "BIND-III-C-01",
             "BIND-III-A-01",
+            "SPEC-II-B-04",
         ],
         "Selective disclosure (SD-JWT adapted to JSON-LD, PROFILE G-35): an ADC whose five \
          claims maxTransactionValue, permittedJurisdictions, permittedPaymentRails, \
@@ -899,8 +915,10 @@ fn zk_vector(w: &World) -> Result<ZkOut, VectorError> {
             "BIND-III-C-02",
             "BIND-III-C-03",
             "BIND-III-C-04",
+            "BIND-III-C-I01",
             "BIND-III-B-01",
             "BIND-III-A-01",
+            "SPEC-II-B-04",
         ],
         "Zero-knowledge authority proof (PROFILE G-36): an ADC with a hidden limit \
          (maxTransactionValue {currency: USD} + maxTransactionValueCommitment = base64url of \

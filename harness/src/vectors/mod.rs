@@ -1,5 +1,6 @@
 //! The deterministic test-vector corpus under `vectors/` (issue "Deterministic test
-//! vectors").
+//! vectors"), the IUT vector check ([`iut_check`]) and the external public vector sets
+//! ([`external`]).
 //!
 //! Every family is a pure function of fixed inputs: each key comes from
 //! [`seed::derive`]`(&`[`MASTER`]`, label)` with a documented label, each timestamp is a
@@ -9,8 +10,10 @@
 //! generator also verifies what it has just produced and fails with a [`VectorError`]
 //! rather than emit a vector that does not check.
 //!
-//! A JSON vector is one object `{id, requirements, description, inputs, expected}`,
-//! pretty-printed (two-space indent, members in insertion order) with a trailing newline.
+//! A JSON vector is one object `{id, requirements, description, inputs, expected[, codec]}`,
+//! pretty-printed (two-space indent, members in insertion order) with a trailing newline;
+//! `<id>.cbor` / `<id>.diag` hold the bytes under test and their diagnostic notation.
+//! [`manifest`] indexes every vector in `vectors/manifest.json` (`mtp-vectors/1`).
 //!
 //! [`seed::derive`]: mtp_protocol::crypto::seed::derive
 
@@ -18,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use mtp_protocol::cbor::EncodeError;
+use mtp_protocol::attribution::AttributionError;
+use mtp_protocol::audit::AuditError;
+use mtp_protocol::cbor::{DecodeError, EncodeError};
+use mtp_protocol::crypto::CryptoError;
 use mtp_protocol::identity::DidError;
 use mtp_protocol::identity::authority_proof::AuthorityProofError;
 use mtp_protocol::identity::credential::CredentialError;
@@ -26,8 +32,29 @@ use mtp_protocol::identity::delegation::DelegationError;
 use mtp_protocol::identity::disclosure::DisclosureError;
 use mtp_protocol::identity::jsonld::JsonLdError;
 use mtp_protocol::identity::status_list::StatusListError;
+use mtp_protocol::primitives::ObjectError;
+use mtp_protocol::uuid::UuidError;
+use mtp_protocol::wire::WireError;
 
+pub mod algorithms;
+pub mod attribution;
+pub mod audit;
+pub mod catalogue;
 pub mod credentials;
+pub mod dids;
+pub(crate) mod doc;
+pub mod envelopes;
+pub mod external;
+pub mod iut_check;
+pub mod kem;
+pub mod manifest;
+pub mod objects;
+pub mod registry;
+pub mod settlement;
+pub mod signatures;
+pub mod taxonomy;
+pub mod uuids;
+pub(crate) mod world;
 
 /// The master seed of the whole corpus (32 ASCII bytes). Every key and random value is
 /// `HKDF-SHA-256(ikm = MASTER, salt = empty, info = "MTP-seed-v1/" ‖ label)`
@@ -79,7 +106,7 @@ impl VectorFile {
     }
 }
 
-/// One family of vectors (a sub-folder of the corpus).
+/// One family of vectors (a sub-folder of the corpus; `manifest` is the root index).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Family {
     pub name: &'static str,
@@ -90,11 +117,26 @@ pub struct Family {
 pub type Generator = fn() -> Result<Vec<VectorFile>, VectorError>;
 
 /// Every family, in generation order. New families are appended here.
-pub const FAMILIES: &[(&str, Generator)] = &[(credentials::FAMILY, credentials::generate)];
+pub const FAMILIES: &[(&str, Generator)] = &[
+    (credentials::FAMILY, credentials::generate),
+    (uuids::FAMILY, uuids::generate),
+    (dids::FAMILY, dids::generate),
+    (objects::FAMILY, objects::generate),
+    (signatures::FAMILY, signatures::generate),
+    (kem::FAMILY, kem::generate),
+    (envelopes::FAMILY, envelopes::generate),
+    (audit::FAMILY, audit::generate),
+    (algorithms::FAMILY, algorithms::generate),
+    (attribution::FAMILY, attribution::generate),
+    (registry::FAMILY, registry::generate),
+    (settlement::FAMILY, settlement::generate),
+    (taxonomy::FAMILY, taxonomy::generate),
+];
 
-/// The whole corpus, family by family.
+/// The whole corpus, family by family, followed by the `manifest` pseudo-family
+/// (`manifest.json` at the corpus root, built from the families' files).
 pub fn generate_all() -> Result<Vec<Family>, VectorError> {
-    FAMILIES
+    let mut families = FAMILIES
         .iter()
         .map(|&(name, generate)| {
             Ok(Family {
@@ -102,7 +144,13 @@ pub fn generate_all() -> Result<Vec<Family>, VectorError> {
                 files: generate()?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, VectorError>>()?;
+    let manifest = manifest::build(&families)?;
+    families.push(Family {
+        name: manifest::FAMILY,
+        files: vec![manifest],
+    });
+    Ok(families)
 }
 
 /// Writes `files` under `dir`, creating folders as needed.
@@ -127,6 +175,52 @@ pub fn write(dir: &Path, files: &[VectorFile]) -> Result<(), VectorError> {
     Ok(())
 }
 
+/// The corpus folder: `./vectors` when it exists, else the repository's `vectors/`
+/// (as `cli::default_scenarios` finds `scenarios/`).
+pub fn default_corpus() -> PathBuf {
+    let local = PathBuf::from("vectors");
+    if local.is_dir() {
+        return local;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
+    if repo.is_dir() { repo } else { local }
+}
+
+/// Every file of the corpus under `dir` (README and manifest included): its path relative
+/// to `dir` with `/` separators and its SHA-256, sorted by path (for the certification
+/// bundle).
+pub fn corpus_files(dir: &Path) -> Result<Vec<(String, [u8; 32])>, VectorError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, [u8; 32])>) -> Result<(), VectorError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| VectorError::Io { path, source }
+        };
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io(&path))?;
+            if kind.is_dir() {
+                walk(root, &path, out)?;
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).map_err(io(&path))?;
+                let rel = path
+                    .strip_prefix(root)
+                    .map_err(|_| VectorError::BadPath(path.clone()))?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, mtp_protocol::crypto::sha256(&bytes)));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 /// What a generator step failed on.
 #[derive(Debug, thiserror::Error)]
 pub enum Cause {
@@ -146,22 +240,36 @@ pub enum Cause {
     JsonLd(#[from] JsonLdError),
     #[error("CBOR: {0}")]
     Cbor(#[from] EncodeError),
+    #[error("CBOR decoding: {0}")]
+    Decode(#[from] DecodeError),
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("object: {0}")]
+    Object(#[from] ObjectError),
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("MTP-UUID: {0}")]
+    Uuid(#[from] UuidError),
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    #[error("audit: {0}")]
+    Audit(#[from] AuditError),
+    #[error("attribution: {0}")]
+    Attribution(#[from] AttributionError),
     /// A fixed input that the protocol crate refused (a bad constant in the generator).
     #[error("input: {0}")]
     Input(String),
 }
 
-/// Why the corpus could not be generated or written.
+/// Why the corpus could not be generated, written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
     /// A generator step failed.
     #[error("{vector}: {cause}")]
-    Step { vector: &'static str, cause: Cause },
+    Step { vector: String, cause: Box<Cause> },
     /// What a generator just produced does not verify (or a negative case verifies).
     #[error("{vector}: self-verification failed: {what}")]
-    SelfCheck { vector: &'static str, what: String },
+    SelfCheck { vector: String, what: String },
     #[error("{}: cannot serialise JSON: {message}", path.display())]
     Json { path: PathBuf, message: String },
     #[error("{}: not a relative path inside the corpus", .0.display())]
@@ -171,25 +279,31 @@ pub enum VectorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The IUT could not be reached (a transport failure, not an answer of the IUT).
+    #[error("IUT unreachable: {what}")]
+    Iut { what: String },
+    /// A corpus file that a reader needs is missing or not what the manifest says.
+    #[error("corpus {}: {what}", path.display())]
+    Corpus { path: PathBuf, what: String },
 }
 
 /// Attaches the vector name to a step's error.
 pub(crate) trait At<T> {
-    fn at(self, vector: &'static str) -> Result<T, VectorError>;
+    fn at(self, vector: &str) -> Result<T, VectorError>;
 }
 
 impl<T, E: Into<Cause>> At<T> for Result<T, E> {
-    fn at(self, vector: &'static str) -> Result<T, VectorError> {
+    fn at(self, vector: &str) -> Result<T, VectorError> {
         self.map_err(|e| VectorError::Step {
-            vector,
-            cause: e.into(),
+            vector: vector.to_owned(),
+            cause: Box::new(e.into()),
         })
     }
 }
 
 /// A self-verification requirement.
 pub(crate) fn ensure(
-    vector: &'static str,
+    vector: &str,
     cond: bool,
     what: impl FnOnce() -> String,
 ) -> Result<(), VectorError> {
@@ -197,8 +311,16 @@ pub(crate) fn ensure(
         Ok(())
     } else {
         Err(VectorError::SelfCheck {
-            vector,
+            vector: vector.to_owned(),
             what: what(),
         })
+    }
+}
+
+/// A generator input the protocol crate refused.
+pub(crate) fn input_error(vector: &str, what: impl Into<String>) -> VectorError {
+    VectorError::Step {
+        vector: vector.to_owned(),
+        cause: Box::new(Cause::Input(what.into())),
     }
 }
