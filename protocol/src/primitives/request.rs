@@ -4,6 +4,7 @@ use super::common::*;
 use super::json::{Hint, Kind};
 use super::offer::{Description, read_items};
 use crate::cbor::Value;
+use crate::errors::ErrorCode;
 use crate::identity::{AnyDid, Did};
 use crate::taxonomy::Classifier;
 use crate::time::Timestamp;
@@ -282,13 +283,15 @@ impl AuthorityAttestation {
                     cp.clone(),
                     CHAIN,
                     "empty delegation chain (PROFILE G-04)",
-                )),
+                )
+                .with_code(ErrorCode::AuthorityAttestationInvalid)),
                 Some(first) if first.issuer.as_str() != principal.as_str() => {
                     e.push(ValidationError::invalid(
                         format!("{cp}[0].issuer"),
                         CHAIN,
                         "the first link must be issued by principal_did (PROFILE G-04)",
-                    ))
+                    )
+                    .with_code(ErrorCode::AuthorityAttestationInvalid))
                 }
                 Some(_) => {}
             }
@@ -300,7 +303,8 @@ impl AuthorityAttestation {
                         format!("{cp}[{}].issuer", i + 1),
                         CHAIN,
                         "each link must be issued by the previous link's subject (PROFILE G-04)",
-                    ));
+                    )
+                    .with_code(ErrorCode::AuthorityAttestationInvalid));
                 }
             }
         }
