@@ -872,6 +872,8 @@ impl Signed for Mandate {
     const SIGNATURE_FIELD: &'static str = "signatures";
     /// 4100 Mandate Signature Invalid (BIND XI).
     const SIGNATURE_CODE: ErrorCode = ErrorCode::MandateSignatureInvalid;
+    /// PROFILE G-39 (b).
+    const ALLOWS_SLH_DSA: bool = true;
 }
 
 impl MultiSigned for Mandate {

@@ -343,7 +343,12 @@ impl CborObject for DidUpdate {
     }
 }
 
-crate::impl_single_signed!(DidUpdate);
+impl crate::primitives::common::Signed for DidUpdate {
+    const SIGNATURE_FIELD: &'static str = "signature";
+    /// PROFILE G-39 (a): DID Update Transactions may be signed with SLH-DSA.
+    const ALLOWS_SLH_DSA: bool = true;
+}
+crate::impl_single_signed!(@single DidUpdate);
 
 // ---------------------------------------------------------------------------------------
 // Version history

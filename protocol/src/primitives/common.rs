@@ -230,6 +230,8 @@ pub enum SignatureFailure {
     Algorithm(AlgorithmError),
     #[error("signature label {label} does not match the key's algorithm {key}")]
     AlgorithmMismatch { label: String, key: &'static str },
+    #[error("{0} may not sign this object (PROFILE G-39: ML-DSA only)")]
+    AlgorithmNotAllowed(&'static str),
     #[error("signature does not verify: {0}")]
     Crypto(CryptoError),
     #[error("no public key known for signer {agent}")]
@@ -1302,6 +1304,9 @@ pub trait Signed: CborObject {
     const SIGNATURE_FIELD: &'static str;
     /// Code of a failed check: 1100 primitives, 4100 Mandate, 2100 Manifest.
     const SIGNATURE_CODE: ErrorCode = ErrorCode::SignatureVerificationFailure;
+    /// SLH-DSA may sign this object (PROFILE G-39: Mandates only; credentials are not
+    /// `Signed` objects). Everything else is ML-DSA (SPEC VIII-A).
+    const ALLOWS_SLH_DSA: bool = false;
 
     fn try_signing_input(&self) -> Result<Vec<u8>, EncodeError> {
         let v = match self.to_value() {
@@ -1344,6 +1349,12 @@ fn check_one<T: Signed>(
 ) -> Result<(), ObjectError> {
     let alg = SignatureAlgorithm::from_label(label)
         .map_err(|e| signature_error::<T>(path.clone(), SignatureFailure::Algorithm(e)))?;
+    if alg == SignatureAlgorithm::SlhDsaSha2_192s && !T::ALLOWS_SLH_DSA {
+        return Err(signature_error::<T>(
+            path,
+            SignatureFailure::AlgorithmNotAllowed(alg.label()),
+        ));
+    }
     if alg != public_key.algorithm() {
         return Err(signature_error::<T>(
             path,
