@@ -252,6 +252,9 @@ impl Transactions {
     pub fn export_audit(&self, id: &[u8; 32]) -> Result<Vec<u8>, TxError> {
         let g = self.lock();
         match g.txs.get(id) {
+            Some(t) if crate::transport::test_fault("audit-chain-unlinked") => {
+                Ok(unlinked(&t.audit.to_cbor_sequence()?))
+            }
             Some(t) => Ok(t.audit.to_cbor_sequence()?),
             None if *id == AGENT_TRAIL_ID => Ok(Vec::new()),
             None => Err(TxError::Unknown(hex::encode(id))),
@@ -266,12 +269,59 @@ impl Transactions {
     }
 }
 
+/// Defect `audit-chain-unlinked` (`layers::commitment::FAULTS`): the export with the second
+/// entry's `prev_hash` zeroed.
+fn unlinked(sequence: &[u8]) -> Vec<u8> {
+    use mtp_protocol::cbor::{self, Value};
+    let Ok(mut items) = cbor::sequence_from_slice(sequence) else {
+        return sequence.to_vec();
+    };
+    if let Some(Value::Map(entries)) = items.get_mut(1) {
+        for (k, v) in entries.iter_mut() {
+            if k.as_text() == Some("prev_hash") {
+                *v = Value::bytes(vec![0u8; 32]);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for item in &items {
+        match cbor::to_vec(item) {
+            Ok(b) => out.extend(b),
+            Err(_) => return sequence.to_vec(),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_unix_secs(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn the_unlinked_defect_breaks_only_the_second_link() {
+        use mtp_protocol::cbor::{self, Value};
+        let dir = tempfile::tempdir().unwrap();
+        let txs = Transactions::open(
+            StateStore::open(dir.path()).unwrap(),
+            Arc::new(EventLog::new()),
+        )
+        .unwrap();
+        let id = [7; 32];
+        txs.begin(id, vec!["did:mtp:a".into()], t(0)).unwrap();
+        txs.apply(&id, TxEvent::NegotiationInitiated, t(1)).unwrap();
+        let good = txs.export_audit(&id).unwrap();
+        let bad = unlinked(&good);
+        let (g, b) = (
+            cbor::sequence_from_slice(&good).unwrap(),
+            cbor::sequence_from_slice(&bad).unwrap(),
+        );
+        assert_eq!(g[0], b[0]);
+        assert_eq!(b[1].get("prev_hash"), Some(&Value::bytes(vec![0u8; 32])));
+        assert_ne!(g[1].get("prev_hash"), b[1].get("prev_hash"));
     }
 
     #[test]

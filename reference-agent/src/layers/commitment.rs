@@ -53,7 +53,38 @@ use crate::transport::sync::framing::{
 use crate::transport::sync::{pb, session};
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "skip-mandate-id-binding",
+        breaks: "SPEC-III-D-3-01",
+        description: "signs a re-sent Mandate draft with a known mandate_id without comparing its content",
+    },
+    crate::faults::Fault {
+        name: "final-mandate-omits-attestations",
+        breaks: "SPEC-III-D-1-01",
+        description: "sends the final, fully signed Mandate without its delegation attestations",
+    },
+    crate::faults::Fault {
+        name: "void-without-notification",
+        breaks: "SPEC-III-D-2-06",
+        description: "voids a Mandate without notifying the other parties",
+    },
+    crate::faults::Fault {
+        name: "ignore-mandate-expiration",
+        breaks: "SPEC-IV-B-I10",
+        description: "an Active Mandate that expires before settlement stays Committed",
+    },
+    crate::faults::Fault {
+        name: "precondition-never-activates",
+        breaks: "SPEC-III-D-2-04",
+        description: "evaluates preconditions but never moves a satisfied Mandate from Pending to Active",
+    },
+    crate::faults::Fault {
+        name: "audit-chain-unlinked",
+        breaks: "SPEC-IV-B-03",
+        description: "exports the audit trail with the second entry's prev_hash zeroed (the chain link dropped)",
+    },
+];
 
 /// Deadline of one `Agent/Commit` exchange.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -475,7 +506,12 @@ pub async fn commit(
     verify_all(agent, &tx, &mandate)?;
     // The final signature: T2 (SPEC-IV-B-I02; PROFILE G-48).
     finalize(agent, &tx, &mandate)?;
-    let full = wire::Frame::new("mandate", mandate.to_value())?;
+    let full_value = if agent.fault("final-mandate-omits-attestations") {
+        values_without(&mandate.to_value(), "delegation_attestations")
+    } else {
+        mandate.to_value()
+    };
+    let full = wire::Frame::new("mandate", full_value)?;
     for link in links {
         let CommitLink {
             peer,
@@ -487,15 +523,20 @@ pub async fn commit(
             let _ = out.send(pbf).await;
         }
         drop(out);
-        match tokio::time::timeout(COMMIT_TIMEOUT, inbound.message()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(status)) => {
-                let remote = RemoteError::from_status(&status);
-                let code = remote.code.unwrap_or(ErrorCode::SchemaViolation.as_u16());
-                record_received_error(agent, &tx, code, &peer);
+        // Committed already (T2): the peer's end of the stream is awaited in the background
+        // so that `commit` returns once this side has committed (docs/iut-contract.md rule 5).
+        let agent2 = agent.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(COMMIT_TIMEOUT, inbound.message()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => {
+                    let remote = RemoteError::from_status(&status);
+                    let code = remote.code.unwrap_or(ErrorCode::SchemaViolation.as_u16());
+                    record_received_error(&agent2, &tx, code, &peer);
+                }
+                Err(_) => tracing::warn!(peer = %peer, "no confirmation of the final mandate"),
             }
-            Err(_) => tracing::warn!(peer = %peer, "no confirmation of the final mandate"),
-        }
+        });
     }
     Ok(mandate)
 }
@@ -794,9 +835,11 @@ async fn accept_draft(
         )
     })?;
     // Immutability: another content under a known Mandate id is 0100 (SPEC-IX-04).
-    agent
-        .reserve_uuid(mandate.mandate_id, &signing_input)
-        .map_err(|e| (ktx, e.into()))?;
+    if !agent.fault("skip-mandate-id-binding") {
+        agent
+            .reserve_uuid(mandate.mandate_id, &signing_input)
+            .map_err(|e| (ktx, e.into()))?;
+    }
     // The requester may commit the moment it holds the Terms, a little before this side has
     // recorded them from the closing acceptance: wait for them, bounded.
     let deadline = tokio::time::Instant::now() + TERMS_RECORD_GRACE;
@@ -979,7 +1022,7 @@ async fn monitor(agent: &Agent, tx: [u8; 32]) {
         let f = |e: &str, r: Option<&MtpUuid>| observed(&facts, &own, e, r);
         match status {
             MandateStatus::Pending => match m.check_activation(&f, now) {
-                Ok(PredicateResult::Satisfied) => {
+                Ok(PredicateResult::Satisfied) if !agent.fault("precondition-never-activates") => {
                     activate(agent, &tx);
                     return;
                 }
@@ -995,7 +1038,9 @@ async fn monitor(agent: &Agent, tx: [u8; 32]) {
                 Err(_) => return,
             },
             // Active but not yet settled: void when it expires first (SPEC IV-A Void).
-            MandateStatus::Active if now >= m.expiration => {
+            MandateStatus::Active
+                if now >= m.expiration && !agent.fault("ignore-mandate-expiration") =>
+            {
                 let e = MandateError::Expired {
                     expiration: m.expiration,
                     now,
@@ -1051,7 +1096,7 @@ async fn void(agent: &Agent, tx: &[u8; 32], m: &Mandate, event: MandateEvent, er
     let next = mandate_transition(status, event).unwrap_or(MandateStatus::Void);
     agent.deals.update(tx, |d| d.mandate_status = Some(next));
     agent.raise(Some(*tx), err, None);
-    if !transition(agent, tx, event.tx_event()) {
+    if !transition(agent, tx, event.tx_event()) || agent.fault("void-without-notification") {
         return;
     }
     let me = agent.did();
@@ -1159,7 +1204,67 @@ fn uuid_arg(args: &Value, key: &str) -> Result<MtpUuid, ControlError> {
     MtpUuid::from_value(v).map_err(|e| bad(format!("{key}: {e}")))
 }
 
-fn preconditions_arg(args: &Value) -> Result<Option<Vec<Precondition>>, ControlError> {
+/// The map `v` without `key`.
+fn values_without(v: &Value, key: &str) -> Value {
+    match v {
+        Value::Map(m) => Value::Map(
+            m.iter()
+                .filter(|(k, _)| k.as_text() != Some(key))
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Test-control convenience (docs/iut-contract.md rule 6, time is real): a precondition's
+/// `expires_in_ms` and a `time_after` predicate's `at_in_ms` are relative to now; they
+/// become the absolute `expires` / `at` of PROFILE G-01.
+fn relative_times(agent: &Agent, v: &Value) -> Result<Value, ControlError> {
+    let Value::Map(m) = v else {
+        return Ok(v.clone());
+    };
+    let mut out = Vec::with_capacity(m.len());
+    for (k, val) in m {
+        let rel = match k.as_text() {
+            Some("expires_in_ms") => Some("expires"),
+            Some("at_in_ms") => Some("at"),
+            _ => None,
+        };
+        match rel {
+            Some(abs) => {
+                let ms = val
+                    .as_u64()
+                    .ok_or_else(|| bad(format!("{} must be a uint", k.as_text().unwrap_or(""))))?;
+                let t = negotiation::now_plus_ms(agent, ms)
+                    .ok_or_else(|| bad("relative time out of range"))?;
+                out.push((
+                    Value::text(abs),
+                    mtp_protocol::primitives::common::tdate_value(t),
+                ));
+            }
+            None => {
+                let inner = match val {
+                    Value::Array(items) => Value::Array(
+                        items
+                            .iter()
+                            .map(|x| relative_times(agent, x))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    Value::Map(_) => relative_times(agent, val)?,
+                    other => other.clone(),
+                };
+                out.push((k.clone(), inner));
+            }
+        }
+    }
+    Ok(Value::Map(out))
+}
+
+fn preconditions_arg(
+    agent: &Agent,
+    args: &Value,
+) -> Result<Option<Vec<Precondition>>, ControlError> {
     let Some(v) = args.get("preconditions") else {
         return Ok(None);
     };
@@ -1168,6 +1273,7 @@ fn preconditions_arg(args: &Value) -> Result<Option<Vec<Precondition>>, ControlE
         .ok_or_else(|| bad("preconditions must be an array"))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, p) in items.iter().enumerate() {
+        let p = &relative_times(agent, p)?;
         let pre = Precondition::from_value(p, &format!("preconditions[{i}]"))
             .map_err(|e| ControlError::mtp(&CommitmentError::Object(ObjectError::Schema(e))))?;
         out.push(pre);
@@ -1187,7 +1293,7 @@ fn mandate_result(m: &Mandate) -> ControlResult {
 
 async fn control_commit(agent: &Agent, args: &Value) -> ControlResult {
     let tx = uuid_arg(args, "transaction_id")?;
-    let preconditions = preconditions_arg(args)?;
+    let preconditions = preconditions_arg(agent, args)?;
     let expires = match args.get("expires_in_ms") {
         None => None,
         Some(v) => Some(
@@ -1244,7 +1350,7 @@ async fn control_supersede(agent: &Agent, args: &Value) -> ControlResult {
             .map(|i| m.remove(i).1)
     };
     let pre = take(&mut changes, "preconditions")
-        .map(|v| preconditions_arg(&Value::map([("preconditions", v)])))
+        .map(|v| preconditions_arg(agent, &Value::map([("preconditions", v)])))
         .transpose()?
         .flatten();
     let expires = take(&mut changes, "expires_in_ms").and_then(|v| v.as_u64());

@@ -61,7 +61,68 @@ use crate::transport::sync::framing::{
 use crate::transport::sync::{ConnectError, pb, session};
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "counter-acceptable-proposal",
+        breaks: "SPEC-III-C-1-I02",
+        description: "under the accept policy, answers a complete proposal with a counterproposal repeating it",
+    },
+    crate::faults::Fault {
+        name: "negotiation-log-drops-counterproposals",
+        breaks: "BIND-VII-C-04",
+        description: "builds the Terms' negotiation_log from the proposals only, leaving the counterproposals out",
+    },
+    crate::faults::Fault {
+        name: "rejection-keeps-negotiating",
+        breaks: "SPEC-IV-B-I03",
+        description: "sends a Rejection but leaves the transaction in Negotiating",
+    },
+    crate::faults::Fault {
+        name: "ignore-max-rounds",
+        breaks: "SPEC-III-C-1-04",
+        description: "at the round limit accepts the proposal on the table instead of terminating with exhausted",
+    },
+    crate::faults::Fault {
+        name: "no-round-timeout",
+        breaks: "SPEC-III-C-1-02",
+        description: "a responder waiting for a reply never applies the round timeout",
+    },
+    crate::faults::Fault {
+        name: "skip-proposal-signature-check",
+        breaks: "SPEC-III-C-1-05",
+        description: "accepts negotiation messages whose signature does not verify",
+    },
+    crate::faults::Fault {
+        name: "default-missing-max-rounds",
+        breaks: "SPEC-III-C-1-03",
+        description: "accepts a NIM without max_rounds, using its own default",
+    },
+    crate::faults::Fault {
+        name: "ignore-non-negotiable",
+        breaks: "BIND-VII-A-I01",
+        description: "does not check proposals against the Offer's non_negotiable fields",
+    },
+    crate::faults::Fault {
+        name: "revocation-keeps-negotiating",
+        breaks: "SPEC-III-B-3-04, SPEC-III-B-3-05",
+        description: "an Offer revocation ends its open negotiations without a revoked termination on their streams",
+    },
+    crate::faults::Fault {
+        name: "unsigned-opening-proposal",
+        breaks: "SPEC-III-C-1-05",
+        description: "signs the opening proposal of its NIM, then stamps a later timestamp on it",
+    },
+    crate::faults::Fault {
+        name: "fiat-only-prices",
+        breaks: "SPEC-II-C-03",
+        description: "rejects every proposal priced in a unit other than an ISO 4217 code (no compute credits)",
+    },
+    crate::faults::Fault {
+        name: "fixed-delivery-terms",
+        breaks: "SPEC-III-C-2-02",
+        description: "rejects any proposal that negotiates the delivery timeline (max_latency_ms)",
+    },
+];
 
 /// Default round timeout of a `negotiate` without `round_timeout_ms`.
 pub const DEFAULT_ROUND_TIMEOUT_MS: u64 = 5_000;
@@ -652,6 +713,9 @@ pub fn offer_revoked(agent: &Agent, offer_id: &MtpUuid) -> Vec<[u8; 32]> {
     let mut g = agent.negotiation.lock();
     g.revoked.insert(*offer_id.as_bytes());
     let mut out = Vec::new();
+    if agent.fault("revocation-keeps-negotiating") {
+        return out;
+    }
     for (tx, s) in &g.sessions {
         if s.offer_ref == *offer_id
             && s.cmd
@@ -937,7 +1001,16 @@ pub fn build_terms(
         Value::text("request_ref"),
         uuid_value(&ctx.request.request_id),
     ));
-    m.push((Value::text("negotiation_log"), Value::Array(log.to_vec())));
+    let log: Vec<Value> = if crate::transport::test_fault("negotiation-log-drops-counterproposals")
+    {
+        log.iter()
+            .filter(|v| v.get("type").and_then(Value::as_text) != Some("counterproposal"))
+            .cloned()
+            .collect()
+    } else {
+        log.to_vec()
+    };
+    m.push((Value::text("negotiation_log"), Value::Array(log)));
     // Terms need [2* agent-signature] to parse; the placeholders are removed below.
     m.push((
         Value::text("signatures"),
@@ -1345,6 +1418,7 @@ fn responder_decision(
         );
     }
     if let Some(offer) = &ctx.offer
+        && !crate::transport::test_fault("ignore-non-negotiable")
         && let Some(path) = non_negotiable_violation(offer, &p.terms)
     {
         return Decision::Reject(format!("non-negotiable term {path} changed (PROFILE G-10)"));
@@ -1592,6 +1666,9 @@ fn new_proposal(
         unknown,
     };
     p.sign(&agent.keys.signing, key_id(agent))?;
+    if round == 1 && kind == ProposalKind::Proposal && agent.fault("unsigned-opening-proposal") {
+        p.timestamp = p.timestamp.add_secs(1).unwrap_or(p.timestamp);
+    }
     Ok(p)
 }
 
@@ -1718,7 +1795,8 @@ fn verify_message(
 ) -> Result<(), NegotiationError> {
     let object = crypto::sha256(&msg.try_to_cbor().unwrap_or_default());
     let kid = msg.signature().and_then(|s| s.key_id.as_deref());
-    let ok = signer_key(agent, signer, kid).is_ok_and(|pk| msg.verify_signature(&pk).is_ok());
+    let ok = agent.fault("skip-proposal-signature-check")
+        || signer_key(agent, signer, kid).is_ok_and(|pk| msg.verify_signature(&pk).is_ok());
     audit_signature(agent, tx, object, ok, signer);
     if ok {
         Ok(())
@@ -1772,7 +1850,7 @@ fn spawn_reader(
 /// How a session ends whose transaction another layer ended: a revoked Offer is a
 /// `revoked` termination (SPEC-III-B-3-04), anything else the Fatal error recorded last.
 fn ended_elsewhere(agent: &Agent, ctx: &NegotiationContext) -> Outcome {
-    if is_revoked(agent, &ctx.offer_ref) {
+    if is_revoked(agent, &ctx.offer_ref) && !agent.fault("revocation-keeps-negotiating") {
         return Outcome::Terminated(TerminationStatus::Revoked);
     }
     let code = agent
@@ -2905,7 +2983,17 @@ pub async fn serve_negotiate(
         ));
         return Err(refuse(&e, None, peer.as_deref()));
     }
-    let nim = NegotiationInitiation::from_value(&frame.body)
+    let mut body = frame.body.clone();
+    if agent.fault("default-missing-max-rounds")
+        && let Value::Map(entries) = &mut body
+    {
+        for (k, v) in entries.iter_mut() {
+            if k.as_text() == Some("max_rounds") && *v == Value::Null {
+                *v = Value::from(DEFAULT_MAX_ROUNDS);
+            }
+        }
+    }
+    let nim = NegotiationInitiation::from_value(&body)
         .map_err(|e| refuse(&e.into(), None, peer.as_deref()))?;
     let tx = *nim.negotiation_id.as_bytes();
     let requester = nim.request.agent_id.as_str().to_owned();
@@ -3270,6 +3358,10 @@ impl Responder {
     async fn on_timer(&mut self) {
         match std::mem::replace(&mut self.phase, RPhase::Idle) {
             RPhase::AwaitReply { deadline } => {
+                if self.agent.fault("no-round-timeout") {
+                    self.phase = RPhase::Idle;
+                    return;
+                }
                 self.phase = RPhase::AwaitReply { deadline };
                 let state = self.tracker.on_wait(elapsed_ms(self.sent_at));
                 if state
@@ -3308,11 +3400,38 @@ impl Responder {
             self.counters_sent,
             self.my_last_price,
         );
+        let decision = match decision {
+            Decision::Accept if self.agent.fault("counter-acceptable-proposal") => {
+                Decision::Counter(p.terms.clone())
+            }
+            _ if self.agent.fault("fiat-only-prices")
+                && price_of(&p.terms).is_some_and(|(_, u)| {
+                    u.len() != 3 || !u.bytes().all(|b| b.is_ascii_uppercase())
+                }) =>
+            {
+                Decision::Reject("only ISO 4217 prices are supported".into())
+            }
+            d if self.agent.fault("fixed-delivery-terms")
+                && path_get(&p.terms, "delivery.max_latency_ms").is_some() =>
+            {
+                let _ = d;
+                Decision::Reject("delivery terms are fixed".into())
+            }
+            d => d,
+        };
         self.current = p;
         self.execute(decision).await;
     }
 
     async fn execute(&mut self, decision: Decision) {
+        let decision = match decision {
+            Decision::Counter(_)
+                if !self.tracker.may_counter() && self.agent.fault("ignore-max-rounds") =>
+            {
+                Decision::Accept
+            }
+            d => d,
+        };
         let p = self.current.clone();
         let elapsed = elapsed_ms(self.received_at);
         match decision {
@@ -3355,6 +3474,10 @@ impl Responder {
                 let msg = NegotiationMessage::Rejection(r);
                 let _ = self.tracker.apply(&msg, elapsed);
                 self.send(&msg).await;
+                if self.agent.fault("rejection-keeps-negotiating") {
+                    self.phase = RPhase::Idle;
+                    return;
+                }
                 self.end(Outcome::Terminated(TerminationStatus::Rejected));
             }
             Decision::Counter(terms) => {
