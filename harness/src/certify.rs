@@ -152,16 +152,6 @@ pub fn hash_files(paths: &[PathBuf], ext: Option<&str>) -> Vec<(String, [u8; 32]
     out
 }
 
-/// The vector corpus: `vectors/` of the working directory, else the repository's.
-pub fn default_vectors_dir() -> PathBuf {
-    let local = PathBuf::from("vectors");
-    if local.is_dir() {
-        return local;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
-    if repo.is_dir() { repo } else { local }
-}
-
 /// Requirement id → text, for the HTML traceability matrix.
 fn requirement_texts() -> BTreeMap<String, String> {
     catalogue::requirements()
@@ -234,7 +224,8 @@ fn write_bundle(
     let exe = std::env::current_exe().map_err(|e| format!("mtp-cert binary: {e}"))?;
     let inputs = BundleInputs {
         scenario_files: hash_files(scenario_paths, Some("yaml")),
-        vector_files: hash_files(&[default_vectors_dir()], None),
+        vector_files: crate::vectors::corpus_files(&crate::vectors::default_corpus())
+            .map_err(|e| e.to_string())?,
         binary_sha256: bundle::file_sha256(&exe).map_err(|e| format!("{}: {e}", exe.display()))?,
         iut_description: iut_text.to_owned(),
         issued: runner::exec::now_rfc3339(),

@@ -16,3 +16,4 @@ pub mod runner;
 pub mod scenario;
 pub mod selfiut;
 pub mod vectors;
+pub mod vectors_cli;

@@ -88,6 +88,12 @@ enum VectorsCommand {
         #[arg(long, default_value = "vectors")]
         out: PathBuf,
     },
+    /// Has the IUT encode, parse, sign and verify every vector through its test-control
+    /// interface; the harness judges each result. Exit 1 when any check fails.
+    Verify(mtp_harness::vectors_cli::VerifyArgs),
+    /// Runs the suite's own crypto and CBOR layers over public vector sets (ACVP, Wycheproof,
+    /// RFC 8949 Appendix A, dCBOR) and prints counts per file.
+    CheckExternal(mtp_harness::vectors_cli::ExternalArgs),
 }
 
 fn vectors_generate(out: &std::path::Path) -> ExitCode {
@@ -118,6 +124,12 @@ fn main() -> ExitCode {
         Command::Vectors {
             command: VectorsCommand::Generate { out },
         } => vectors_generate(&out),
+        Command::Vectors {
+            command: VectorsCommand::Verify(args),
+        } => mtp_harness::vectors_cli::verify(&args),
+        Command::Vectors {
+            command: VectorsCommand::CheckExternal(args),
+        } => mtp_harness::vectors_cli::check_external(&args),
         Command::Run(args) => cli::run(&args),
         Command::List(args) => cli::list(&args),
         Command::Replay(args) => cli::replay(&args),
