@@ -101,3 +101,27 @@ fn mutants_kill_every_scenario() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
+
+#[test]
+fn vectors_verify_passes_the_reference_agent_and_names_what_a_length_first_agent_breaks() {
+    let o = mtp_cert(&["vectors", "verify", "--self"], repo());
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = mtp_cert(
+        &[
+            "vectors",
+            "verify",
+            "--self",
+            "--agent-fault",
+            "length-first-map-keys",
+            "--family",
+            "cbor",
+        ],
+        repo(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("cbor/offer-extension encode: failed"),
+        "{stdout}"
+    );
+}
