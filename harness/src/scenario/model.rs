@@ -585,7 +585,7 @@ pub struct CheckVectorsStep {
 }
 
 /// Actions of the test-control contract (`protocol/wire/control.cddl`, `action-name`).
-pub const CONTROL_ACTIONS: [&str; 28] = [
+pub const CONTROL_ACTIONS: [&str; 29] = [
     "hello",
     "reset",
     "provision",
@@ -608,6 +608,7 @@ pub const CONTROL_ACTIONS: [&str; 28] = [
     "resolve_dispute",
     "attribute",
     "revoke_credential",
+    "delegate",
     "transaction",
     "audit",
     "codec_encode",

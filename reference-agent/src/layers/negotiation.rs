@@ -2993,6 +2993,9 @@ pub async fn serve_negotiate(
             }
         }
     }
+    if agent.fault("skip-chain-principal-check") {
+        principal_from_first_link(&mut body);
+    }
     let nim = NegotiationInitiation::from_value(&body)
         .map_err(|e| refuse(&e.into(), None, peer.as_deref()))?;
     let tx = *nim.negotiation_id.as_bytes();
@@ -4121,5 +4124,37 @@ mod tests {
             }],
         );
         assert_eq!(price_of(&merged).map(|p| p.0), Some(10.0));
+    }
+}
+
+/// Defect `skip-chain-principal-check` (identity layer): the Request's Principal is taken from
+/// the first link of its delegation chain instead of being checked against `principal_did`.
+fn principal_from_first_link(nim: &mut Value) {
+    let Value::Map(entries) = nim else { return };
+    let Some((_, Value::Map(request))) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("request"))
+    else {
+        return;
+    };
+    let Some((_, Value::Map(att))) = request
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("authority_attestation"))
+    else {
+        return;
+    };
+    let first_issuer = att
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("delegation_chain"))
+        .and_then(|(_, c)| c.as_array())
+        .and_then(|c| c.first())
+        .and_then(|l| l.get("issuer"))
+        .cloned();
+    if let Some(issuer) = first_issuer {
+        for (k, v) in att.iter_mut() {
+            if k.as_text() == Some("principal_did") {
+                *v = issuer.clone();
+            }
+        }
     }
 }
