@@ -132,11 +132,11 @@ pub fn hash_files(paths: &[PathBuf], ext: Option<&str>) -> Vec<(String, [u8; 32]
         for p in entries {
             if p.is_dir() {
                 walk(root, &p, ext, out);
-            } else if ext.is_none_or(|x| p.extension().and_then(|e| e.to_str()) == Some(x)) {
-                if let Ok(h) = bundle::file_sha256(&p) {
-                    let rel = p.strip_prefix(root).unwrap_or(&p);
-                    out.push((rel.display().to_string(), h));
-                }
+            } else if ext.is_none_or(|x| p.extension().and_then(|e| e.to_str()) == Some(x))
+                && let Ok(h) = bundle::file_sha256(&p)
+            {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                out.push((rel.display().to_string(), h));
             }
         }
     }

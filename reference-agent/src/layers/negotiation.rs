@@ -4021,6 +4021,38 @@ pub async fn control(agent: &Agent, action: &str, args: &Value) -> Option<Contro
     }
 }
 
+/// Defect `skip-chain-principal-check` (identity layer): the Request's Principal is taken from
+/// the first link of its delegation chain instead of being checked against `principal_did`.
+fn principal_from_first_link(nim: &mut Value) {
+    let Value::Map(entries) = nim else { return };
+    let Some((_, Value::Map(request))) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("request"))
+    else {
+        return;
+    };
+    let Some((_, Value::Map(att))) = request
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("authority_attestation"))
+    else {
+        return;
+    };
+    let first_issuer = att
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("delegation_chain"))
+        .and_then(|(_, c)| c.as_array())
+        .and_then(|c| c.first())
+        .and_then(|l| l.get("issuer"))
+        .cloned();
+    if let Some(issuer) = first_issuer {
+        for (k, v) in att.iter_mut() {
+            if k.as_text() == Some("principal_did") {
+                *v = issuer.clone();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -4124,37 +4156,5 @@ mod tests {
             }],
         );
         assert_eq!(price_of(&merged).map(|p| p.0), Some(10.0));
-    }
-}
-
-/// Defect `skip-chain-principal-check` (identity layer): the Request's Principal is taken from
-/// the first link of its delegation chain instead of being checked against `principal_did`.
-fn principal_from_first_link(nim: &mut Value) {
-    let Value::Map(entries) = nim else { return };
-    let Some((_, Value::Map(request))) = entries
-        .iter_mut()
-        .find(|(k, _)| k.as_text() == Some("request"))
-    else {
-        return;
-    };
-    let Some((_, Value::Map(att))) = request
-        .iter_mut()
-        .find(|(k, _)| k.as_text() == Some("authority_attestation"))
-    else {
-        return;
-    };
-    let first_issuer = att
-        .iter()
-        .find(|(k, _)| k.as_text() == Some("delegation_chain"))
-        .and_then(|(_, c)| c.as_array())
-        .and_then(|c| c.first())
-        .and_then(|l| l.get("issuer"))
-        .cloned();
-    if let Some(issuer) = first_issuer {
-        for (k, v) in att.iter_mut() {
-            if k.as_text() == Some("principal_did") {
-                *v = issuer.clone();
-            }
-        }
     }
 }
