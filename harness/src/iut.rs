@@ -19,6 +19,10 @@ pub const TEMPLATE: &str = r#"# mtp-cert IUT description: tells the harness how 
 # Free text: product and version, as it should appear in the reports.
 name: example-agent 0.1.0
 
+# Where the IUT listens. For `mtp-cert run --jobs N` give a list of endpoint maps instead,
+# one per identical IUT instance (`endpoints: [{sync: ..., control: ...}, {...}]`): a
+# scenario resets the IUT's whole protocol state, so each instance runs one scenario at a
+# time, and the run uses as many jobs as there are instances.
 endpoints:
   # MTPSync (gRPC over mutual TLS 1.3, PROFILE G-09/G-37): the address the harness dials, and
   # the SHA-256 fingerprint of the IUT's self-signed ML-DSA certificate (`sha256:<64 hex>`).
@@ -26,7 +30,9 @@ endpoints:
     address: grpcs://127.0.0.1:7443
     fingerprint: sha256:0000000000000000000000000000000000000000000000000000000000000000
   # MTPAsync (NATS JetStream, PROFILE G-06). Optional: remove the block if the IUT has no
-  # asynchronous transport; scenarios that need it then end inconclusive.
+  # asynchronous transport; scenarios that need it then end inconclusive. The subject
+  # prefix is the IUT's inbox prefix; an `async.subject_prefix` in the IUT's `hello`
+  # answer takes precedence.
   async:
     url: nats://127.0.0.1:4222
     subject_prefix: mtp
@@ -35,9 +41,10 @@ endpoints:
     address: grpcs://127.0.0.1:7444
     fingerprint: sha256:0000000000000000000000000000000000000000000000000000000000000000
 
-# The harness's own TLS identity, which the IUT must pin. Either `generate: true` (the harness
-# derives one and prints its fingerprint) or `seed_file: <path>`: a file holding 64 hex
-# digits (a 32-byte seed), relative to this file.
+# The harness's own TLS identity for the test-control channel, which the IUT must pin.
+# Either `generate: true` (a fixed, documented identity: every mtp-cert derives the same
+# certificate, so the fingerprint it prints can be pinned once) or `seed_file: <path>`: a
+# file holding 64 hex digits (a 32-byte seed), relative to this file.
 harness_identity:
   generate: true
 
@@ -134,7 +141,11 @@ impl Default for Timeouts {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IutDescription {
     pub name: String,
+    /// The (first) instance.
     pub endpoints: Endpoints,
+    /// Every identical IUT instance, the first included (`endpoints` written as a list of
+    /// maps; a single map gives one instance).
+    pub instances: Vec<Endpoints>,
     pub harness_identity: HarnessIdentity,
     pub ics: Ics,
     pub timeouts: Timeouts,
@@ -145,6 +156,11 @@ pub struct IutDescription {
 }
 
 impl IutDescription {
+    /// How many identical IUT instances the description lists (at least 1).
+    pub fn instance_count(&self) -> usize {
+        self.instances.len().max(1)
+    }
+
     pub fn summary(&self) -> IutSummary {
         IutSummary {
             name: self.name.clone(),
@@ -219,7 +235,7 @@ fn describe(
             .and_then(|n| n.non_empty_str("name").map(str::to_owned)),
         problems,
     );
-    let endpoints = ok(m.required("endpoints").and_then(endpoints), problems);
+    let endpoints = ok(m.required("endpoints").and_then(endpoint_list), problems);
     let harness_identity = ok(
         m.required("harness_identity")
             .and_then(|n| harness_identity(n, path)),
@@ -233,9 +249,11 @@ fn describe(
     if let Err(d) = m.finish(&["name", "endpoints", "harness_identity", "ics", "timeouts"]) {
         problems.push(d);
     }
+    let instances = endpoints?;
     Some(IutDescription {
         name: name?,
-        endpoints: endpoints?,
+        endpoints: instances.first()?.clone(),
+        instances,
         harness_identity: harness_identity?,
         ics: ics?,
         timeouts: timeouts?,
@@ -300,6 +318,34 @@ fn pinned(n: &Node, what: &str) -> Result<PinnedEndpoint, Diag> {
         address,
         fingerprint,
     })
+}
+
+/// `endpoints`: one map, or a non-empty list of maps (identical instances).
+fn endpoint_list(n: &Node) -> Result<Vec<Endpoints>, Diag> {
+    match &n.kind {
+        yaml::NodeKind::Seq(items) => {
+            if items.is_empty() {
+                return Err(Diag::at(n, "endpoints: the list of instances is empty"));
+            }
+            let list = items.iter().map(endpoints).collect::<Result<Vec<_>, _>>()?;
+            for (i, e) in list.iter().enumerate() {
+                if let Some(j) = list[..i].iter().position(|o| {
+                    o.control.address == e.control.address || o.sync.address == e.sync.address
+                }) {
+                    return Err(Diag::at(
+                        &items[i],
+                        format!(
+                            "endpoints: instance {} uses an address of instance {}",
+                            i + 1,
+                            j + 1
+                        ),
+                    ));
+                }
+            }
+            Ok(list)
+        }
+        _ => Ok(vec![endpoints(n)?]),
+    }
 }
 
 fn endpoints(n: &Node) -> Result<Endpoints, Diag> {
@@ -477,4 +523,48 @@ fn timeouts(n: &Node) -> Result<Timeouts, Diag> {
     }
     m.finish(&["step", "scenario", "connect"])?;
     Ok(t)
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::*;
+
+    fn with_endpoints(list: &str) -> Result<IutDescription, IutError> {
+        let start = TEMPLATE.find("\nendpoints:").unwrap() + 1;
+        let end = TEMPLATE.find("# The harness's own TLS identity").unwrap();
+        let text = format!("{}{list}\n{}", &TEMPLATE[..start], &TEMPLATE[end..]);
+        parse(&text, Path::new("iut.yaml"))
+    }
+
+    const FP: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn instance(sync: u16, control: u16) -> String {
+        format!(
+            "  - sync: {{address: grpcs://127.0.0.1:{sync}, fingerprint: \"{FP}\"}}\n    control: {{address: grpcs://127.0.0.1:{control}, fingerprint: \"{FP}\"}}\n"
+        )
+    }
+
+    #[test]
+    fn endpoints_may_list_identical_instances() {
+        let one = parse(TEMPLATE, Path::new("iut.yaml")).unwrap();
+        assert_eq!(one.instance_count(), 1);
+        assert_eq!(one.instances[0], one.endpoints);
+        let two = with_endpoints(&format!(
+            "endpoints:\n{}{}",
+            instance(7443, 7444),
+            instance(7453, 7454)
+        ))
+        .unwrap();
+        assert_eq!(two.instance_count(), 2);
+        assert_eq!(two.endpoints, two.instances[0]);
+        assert_eq!(two.instances[1].control.address.port, 7454);
+        let clash = with_endpoints(&format!(
+            "endpoints:\n{}{}",
+            instance(7443, 7444),
+            instance(7453, 7444)
+        ))
+        .unwrap_err();
+        assert!(clash.to_string().contains("instance 2"), "{clash}");
+        assert!(with_endpoints("endpoints: []").is_err());
+    }
 }

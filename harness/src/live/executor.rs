@@ -1,0 +1,1493 @@
+//! One scenario against one IUT instance: the [`StepExecutor`] of the live executor.
+//!
+//! Every await is bounded by the step's budget; a reset connection, a hang, an oversized
+//! (> 4 MiB) or malformed message ends the step as silence, a refusal, a violation of the
+//! oracle or an infrastructure error — never a panic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mtp_protocol::cbor::{self, Value};
+use mtp_protocol::uuid::MtpUuid;
+use mtp_reference_agent::transport::sync::client::connect_lazy;
+use mtp_reference_agent::transport::sync::server::SyncServer;
+use mtp_reference_agent::transport::sync::{ClientOptions, Fingerprint, framing, pb};
+use mtp_reports::model::Direction;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::build::{self, Authority, BuildCtx, id_field};
+use super::channels::{Inbound, MAX_MESSAGE_BYTES, Shared, Sink};
+use super::control::{CallError, ControlChannel};
+use super::faults::{self, FaultError};
+use super::nats::{NatsLink, msg_id_text};
+use super::oracle::{self, IutIdentity, Violation};
+use super::persona::{
+    self, ALL_CATEGORIES, COUNTERPARTY, DELEGATED_MAX_USD, PRINCIPAL, Persona, Principal,
+};
+use super::server::{self, ServerPersona};
+use super::values::{now, set};
+use super::{Hello, Lease, audit_chain, transitions};
+use crate::iut::{IutDescription, Timeouts};
+use crate::runner::executor::{transcript_entry, transcript_value};
+use crate::runner::{
+    Action, Observation, PeerError, ReceivedMessage, ResolvedChannel, ResolvedExpectation,
+    ScenarioContext, StepExecutor, StepFault, StepInput, StepReport,
+};
+use crate::scenario::{Channel as ScenarioChannel, Expectation, Fault, GrpcService, StepKind};
+
+/// How often `expect_state` / `expect_audit` poll.
+const POLL: Duration = Duration::from_millis(100);
+/// Kept back from a step's budget so that the executor answers before the runner gives up.
+const MARGIN: Duration = Duration::from_millis(300);
+
+/// One persona with its authority, harness server and MTPSync client channel.
+struct Slot {
+    persona: Persona,
+    authority: Authority,
+    server: Option<SyncServer>,
+    client: Option<Channel>,
+    offer: Option<Value>,
+}
+
+/// Executes the steps of one scenario against one IUT instance.
+pub struct LiveExecutor {
+    lease: Lease,
+    iut: Arc<IutDescription>,
+    timeouts: Timeouts,
+    /// The scenario's whole budget (stream deadlines).
+    scenario_budget: Duration,
+    hello: Hello,
+    identity: IutIdentity,
+    shared: Arc<Shared>,
+    slots: BTreeMap<String, Slot>,
+    principal: Principal,
+    iut_offers: Vec<Value>,
+    last_channel: Option<ResolvedChannel>,
+    /// The channel of the last outgoing unary call (its answer is `reply:<channel>`).
+    last_unary: Option<String>,
+    last_sent: HashMap<String, Vec<u8>>,
+    last_sent_any: Option<Vec<u8>>,
+    last_id: Option<Value>,
+    last_received: HashMap<String, (String, Value, [u8; 32])>,
+    nats: Option<NatsLink>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn infra(m: impl Into<String>) -> StepFault {
+    StepFault::Infrastructure(m.into())
+}
+
+fn violation(v: Violation) -> StepFault {
+    StepFault::Violation {
+        expected: format!("{}: {}", v.requirement, v.expected),
+        observed: v.observed,
+    }
+}
+
+/// Channels the scenario answers on itself (a `send` after an `expect message` there), the
+/// personas it uses and whether it listens on NATS.
+struct Scan {
+    explicit: HashSet<String>,
+    personas: BTreeSet<String>,
+    nats_expect: bool,
+}
+
+fn scan(ctx: &ScenarioContext) -> Scan {
+    let mut explicit = HashSet::new();
+    let mut personas = BTreeSet::from([COUNTERPARTY.to_owned()]);
+    let mut expected: HashSet<String> = HashSet::new();
+    let mut nats_expect = false;
+    for step in ctx.scenario.all_steps() {
+        match &step.kind {
+            StepKind::Expect(e) => {
+                if let Some(c) = &e.channel {
+                    if matches!(c, ScenarioChannel::Nats { .. }) {
+                        nats_expect = true;
+                    }
+                    if matches!(e.what, Expectation::Message { .. }) {
+                        expected.insert(c.to_string());
+                    }
+                }
+            }
+            StepKind::Send(s) => {
+                personas.insert(s.persona.clone());
+                let c = s.channel.to_string();
+                if expected.contains(&c) {
+                    explicit.insert(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    personas.remove(PRINCIPAL);
+    Scan {
+        explicit,
+        personas,
+        nats_expect,
+    }
+}
+
+/// The scenario sees MTP-UUIDs in their 67-character text form (SPEC-IX-02) — in control
+/// results and in the bodies of received messages (`*_id`, `*_ref`, `*_refs` fields) — so
+/// that a captured id works wherever a text template is (`expect_state.transaction`); they
+/// go back to the IUT as byte strings ([`uuid_bytes`]). The oracle and the transcript see
+/// the bytes as they travelled.
+pub fn uuid_texts(v: &Value) -> Value {
+    fn text_of(v: &Value) -> Value {
+        match v {
+            Value::Bytes(b) if b.len() == 32 => MtpUuid::from_bytes(b)
+                .map(|u| Value::text(u.to_string()))
+                .unwrap_or_else(|_| v.clone()),
+            other => other.clone(),
+        }
+    }
+    match v {
+        Value::Map(entries) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, val)| {
+                    let key = k.as_text().unwrap_or_default();
+                    let out = match val {
+                        Value::Bytes(_) if key.ends_with("_id") || key.ends_with("_ref") => {
+                            text_of(val)
+                        }
+                        Value::Array(items) if key.ends_with("_refs") => {
+                            Value::Array(items.iter().map(text_of).collect())
+                        }
+                        other => uuid_texts(other),
+                    };
+                    (k.clone(), out)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(uuid_texts).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Text MTP-UUIDs (67 characters, SPEC-IX-02) back to their 32-byte form (BIND-IX-01),
+/// wherever they occur in a template or control arguments.
+pub fn uuid_bytes(v: &Value) -> Value {
+    match v {
+        Value::Text(t) if t.len() == mtp_protocol::uuid::TEXT_LEN => MtpUuid::parse(t)
+            .map(|u| Value::bytes(u.as_bytes().to_vec()))
+            .unwrap_or_else(|_| v.clone()),
+        Value::Map(entries) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, val)| (k.clone(), uuid_bytes(val)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(uuid_bytes).collect()),
+        other => other.clone(),
+    }
+}
+
+fn grpc_status_name(c: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match c {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn status_item(s: &tonic::Status) -> Inbound {
+    Inbound::Status {
+        code: s.code(),
+        message: s.message().to_owned(),
+        trailer: s
+            .metadata()
+            .get_bin(framing::ERROR_TRAILER)
+            .and_then(|v| v.to_bytes().ok())
+            .map(|b| b.to_vec()),
+    }
+}
+
+impl LiveExecutor {
+    /// Prepares a scenario on the leased instance (docs/iut-contract.md "Minimal session"):
+    /// `hello`, `reset` (no seed: contract rule 4), the personas and their servers,
+    /// `add_peer` of each persona and of the Principal, and `provision` of the IUT with the
+    /// Principal's delegation.
+    pub async fn start(
+        mut lease: Lease,
+        ctx: &ScenarioContext,
+        keys: &super::HarnessKeys,
+    ) -> Result<LiveExecutor, StepFault> {
+        let iut = ctx.iut.clone();
+        let timeouts = iut.timeouts;
+        let scenario_budget = ctx.scenario.timeout.unwrap_or(timeouts.scenario);
+        let step = timeouts.step;
+        // hello (reconnecting once if the channel broke since the last scenario).
+        let hello = match lease.hello(step).await {
+            Ok(h) => h,
+            Err(_) => {
+                lease
+                    .reconnect(keys, timeouts.connect)
+                    .await
+                    .map_err(infra)?;
+                lease.hello(step).await.map_err(|e| match e {
+                    CallError::Transport(m) => infra(m),
+                    CallError::Action(a) => {
+                        infra(format!("hello failed: {}: {}", a.kind, a.message))
+                    }
+                })?
+            }
+        };
+        let control = lease.control()?;
+        match control.invoke("reset", &Value::Map(vec![]), step).await {
+            Ok(_) => {}
+            Err(CallError::Transport(m)) => return Err(infra(m)),
+            Err(CallError::Action(a)) => {
+                return Err(StepFault::Unmet(format!(
+                    "the IUT's reset failed: {}: {}",
+                    a.kind, a.message
+                )));
+            }
+        }
+        let scan = scan(ctx);
+        let shared = Arc::new(Shared::new(scan.explicit.clone()));
+        *shared.iut_did.lock().unwrap_or_else(|p| p.into_inner()) = hello.did.clone();
+        let identity = IutIdentity::from_document(&hello.did, &hello.did_document);
+        let endpoints = lease.endpoints()?.clone();
+        let nats_hp = endpoints
+            .nats
+            .as_ref()
+            .map(|n| (n.url.host.clone(), n.url.port));
+        let t = now();
+
+        // The Principal (no server of its own).
+        let principal_persona = Persona::derive(
+            ctx.seed,
+            PRINCIPAL,
+            &persona::Endpoints {
+                sync_port: 9,
+                nats: nats_hp.clone(),
+            },
+        )
+        .map_err(|e| infra(e.to_string()))?;
+        let mut principal =
+            Principal::new(principal_persona, t).map_err(|e| infra(e.to_string()))?;
+
+        // The IUT's certificate pins: the description's and its DID Document's.
+        let mut pins = vec![(endpoints.sync.fingerprint, hello.did.clone())];
+        if let Ok(doc) = mtp_protocol::identity::DidDocument::from_json(&hello.did_document)
+            && let Some(s) = doc.sync_endpoint()
+            && s.tls_certificate_sha256 != endpoints.sync.fingerprint
+        {
+            pins.push((s.tls_certificate_sha256, hello.did.clone()));
+        }
+        let sync_endpoint = endpoints.sync.address.to_string();
+        let mut slots = BTreeMap::new();
+        for name in &scan.personas {
+            let listener = server::bind().await.map_err(|e| infra(e.to_string()))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| infra(e.to_string()))?
+                .port();
+            let p = Persona::derive(
+                ctx.seed,
+                name,
+                &persona::Endpoints {
+                    sync_port: port,
+                    nats: nats_hp.clone(),
+                },
+            )
+            .map_err(|e| infra(e.to_string()))?;
+            let srv = server::serve(
+                listener,
+                &p.tls,
+                &pins,
+                ServerPersona {
+                    did: p.did.clone(),
+                    key_id: p.key_id.clone(),
+                    signing: p.signing.clone(),
+                    document_json: p.document_json.clone(),
+                },
+                shared.clone(),
+            )
+            .map_err(|e| infra(format!("harness server for {name}: {e}")))?;
+            let client = connect_lazy(
+                &sync_endpoint,
+                Fingerprint::from_bytes(endpoints.sync.fingerprint),
+                &p.tls,
+                &ClientOptions {
+                    connect_timeout: timeouts.connect,
+                    handshake_timeout: timeouts.connect,
+                    ..ClientOptions::default()
+                },
+            )
+            .map_err(|e| infra(format!("MTPSync endpoint {sync_endpoint}: {e}")))?;
+            let adc = principal
+                .delegate(&p.did, &ALL_CATEGORIES, DELEGATED_MAX_USD, t)
+                .map_err(|e| infra(e.to_string()))?;
+            let authority = Authority::single(principal.did(), &p.did, &adc.json);
+            slots.insert(
+                name.clone(),
+                Slot {
+                    persona: p,
+                    authority,
+                    server: Some(srv),
+                    client: Some(client),
+                    offer: None,
+                },
+            );
+        }
+        let iut_adc = if hello.actions.iter().any(|a| a == "provision") {
+            Some(
+                principal
+                    .delegate(&hello.did, &ALL_CATEGORIES, DELEGATED_MAX_USD, t)
+                    .map_err(|e| infra(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+
+        let mut exec = LiveExecutor {
+            lease,
+            iut: iut.clone(),
+            timeouts,
+            scenario_budget,
+            hello,
+            identity,
+            shared,
+            slots,
+            principal,
+            iut_offers: Vec::new(),
+            last_channel: None,
+            last_unary: None,
+            last_sent: HashMap::new(),
+            last_sent_any: None,
+            last_id: None,
+            last_received: HashMap::new(),
+            nats: None,
+            tasks: Vec::new(),
+        };
+
+        // The Principal and the personas become known to the IUT.
+        exec.add_principal().await?;
+        let docs: Vec<String> = exec
+            .slots
+            .values()
+            .map(|s| s.persona.document_json.clone())
+            .collect();
+        for doc in docs {
+            exec.setup_call(
+                "add_peer",
+                Value::map([
+                    ("document", Value::text(doc)),
+                    ("roles", Value::Array(vec![Value::text("agent")])),
+                ]),
+            )
+            .await?;
+        }
+        if let Some(adc) = iut_adc {
+            let args = Value::map([
+                ("principal", Value::text(exec.principal.did())),
+                (
+                    "delegation_chain",
+                    Value::Array(vec![Value::text(adc.json)]),
+                ),
+                ("status_lists", exec.principal.status_lists_value()),
+            ]);
+            exec.setup_call("provision", args).await?;
+        }
+        // Each persona's standing Offer (what the IUT negotiates against as requester).
+        let names: Vec<String> = exec.slots.keys().cloned().collect();
+        for n in names {
+            let offer = exec.build_standing_offer(&n)?;
+            if let Some(s) = exec.slots.get_mut(&n) {
+                s.offer = Some(offer);
+            }
+        }
+        if scan.nats_expect {
+            exec.subscribe_nats().await?;
+        }
+        Ok(exec)
+    }
+
+    fn control(&self) -> Result<&ControlChannel, StepFault> {
+        self.lease.control()
+    }
+
+    /// A control call of the executor itself (setup): unsupported or refused → unmet.
+    async fn setup_call(&self, action: &str, args: Value) -> Result<Value, StepFault> {
+        match self
+            .control()?
+            .invoke(action, &args, self.timeouts.step)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(CallError::Transport(m)) => Err(infra(m)),
+            Err(CallError::Action(a)) => Err(StepFault::Unmet(format!(
+                "the harness's `{action}` failed: {}: {}",
+                a.kind, a.message
+            ))),
+        }
+    }
+
+    async fn add_principal(&self) -> Result<(), StepFault> {
+        let args = Value::map([
+            (
+                "document",
+                Value::text(self.principal.persona.document_json.clone()),
+            ),
+            ("roles", Value::Array(vec![Value::text("principal")])),
+            ("status_lists", self.principal.status_lists_value()),
+        ]);
+        self.setup_call("add_peer", args).await.map(|_| ())
+    }
+
+    fn build_standing_offer(&mut self, name: &str) -> Result<Value, StepFault> {
+        let sessions = super::session::Sessions::default();
+        let iut_did = self.hello.did.clone();
+        let slot = self
+            .slots
+            .get_mut(name)
+            .ok_or_else(|| infra(format!("no persona {name}")))?;
+        let mut bctx = BuildCtx {
+            persona: &mut slot.persona,
+            authority: &slot.authority,
+            iut_did: &iut_did,
+            iut_offers: &[],
+            own_offer: None,
+            sessions: &sessions,
+            last_received: None,
+            now: now(),
+            expired: false,
+        };
+        build::standing_offer(&mut bctx, &Value::Map(vec![])).map_err(|e| infra(e.to_string()))
+    }
+
+    async fn nats_link(&mut self) -> Result<NatsLink, StepFault> {
+        if let Some(n) = &self.nats {
+            return Ok(n.clone());
+        }
+        let url = match (&self.hello.async_url, self.lease.endpoints()?.nats.as_ref()) {
+            (_, Some(n)) => n.url.to_string(),
+            (Some(u), None) => u.clone(),
+            (None, None) => {
+                return Err(StepFault::Unmet(
+                    "the IUT description has no MTPAsync endpoint".into(),
+                ));
+            }
+        };
+        let link = NatsLink::connect(&url)
+            .await
+            .map_err(|e| infra(e.to_string()))?;
+        self.nats = Some(link.clone());
+        Ok(link)
+    }
+
+    async fn subscribe_nats(&mut self) -> Result<(), StepFault> {
+        let link = match self.nats_link().await {
+            Ok(l) => l,
+            Err(StepFault::Unmet(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut handles = Vec::new();
+        for slot in self.slots.values() {
+            let did = mtp_protocol::identity::Did::parse(&slot.persona.did)
+                .map_err(|e| infra(e.to_string()))?;
+            let pattern = mtp_protocol::wire::subject::inbox_pattern(&did);
+            let h = link
+                .subscribe(
+                    &pattern,
+                    slot.persona.kem_kid.clone(),
+                    slot.persona.kem.clone(),
+                    self.hello.did_document.clone(),
+                    self.shared.clone(),
+                )
+                .await
+                .map_err(|e| infra(e.to_string()))?;
+            handles.push(h);
+        }
+        self.tasks.extend(handles);
+        Ok(())
+    }
+
+    // ---- control ------------------------------------------------------------------------
+
+    /// `negotiate` with a persona as counterparty and no Offer: the persona's standing
+    /// Offer is named (`offer_id`) and given (`offer`, its deterministic CBOR).
+    fn complete_control_args(&self, action: &str, args: &Value) -> Value {
+        let mut args = uuid_bytes(args);
+        if action == "negotiate" && args.get("offer_id").is_none() {
+            let counterparties: Vec<&str> = match args.get("counterparty") {
+                Some(Value::Text(t)) => vec![t.as_str()],
+                Some(Value::Array(items)) => items.iter().filter_map(Value::as_text).collect(),
+                _ => vec![],
+            };
+            let offer = self
+                .slots
+                .values()
+                .find(|s| counterparties.contains(&s.persona.did.as_str()))
+                .and_then(|s| s.offer.clone());
+            if let Some(o) = offer {
+                if let Some(id) = o.get("offer_id") {
+                    set(&mut args, "offer_id", id.clone());
+                }
+                if let Ok(bytes) = cbor::to_vec(&o) {
+                    set(&mut args, "offer", Value::Bytes(bytes));
+                }
+            }
+        }
+        args
+    }
+
+    /// Remembers the IUT's objects from a control result (its published Offers).
+    fn record_result(&mut self, result: &Value) {
+        if let Some(b) = result.get("offer").and_then(Value::as_bytes)
+            && let Ok(o) = cbor::from_slice(b)
+        {
+            self.iut_offers.push(o);
+        }
+    }
+
+    async fn do_control(&mut self, action: &str, args: &Value, budget: Duration) -> StepReport {
+        let args = self.complete_control_args(action, args);
+        let mut transcript = vec![transcript_value(
+            Direction::Control,
+            "control",
+            action,
+            &args,
+        )];
+        let wait = budget
+            .saturating_sub(MARGIN)
+            .max(Duration::from_millis(100));
+        let control = match self.control() {
+            Ok(c) => c.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let outcome = match control.invoke(action, &args, wait).await {
+            Ok(v) => {
+                transcript.push(transcript_value(Direction::Control, "control", action, &v));
+                self.record_result(&v);
+                Ok(Observation::Control(Ok(uuid_texts(&v))))
+            }
+            Err(CallError::Action(e)) => {
+                transcript.push(transcript_value(
+                    Direction::Control,
+                    "control",
+                    action,
+                    &Value::map([
+                        ("kind", Value::text(&e.kind)),
+                        (
+                            "code",
+                            e.code.map_or(Value::Null, |c| Value::from(u64::from(c))),
+                        ),
+                        ("message", Value::text(&e.message)),
+                    ]),
+                ));
+                Ok(Observation::Control(Err(e)))
+            }
+            Err(CallError::Transport(m)) if m.contains("no answer within") => {
+                Err(StepFault::Unmet(m))
+            }
+            Err(CallError::Transport(m)) => Err(infra(m)),
+        };
+        StepReport {
+            outcome,
+            transcript,
+        }
+    }
+
+    // ---- send -----------------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    async fn do_send(
+        &mut self,
+        persona_name: &str,
+        frame: &str,
+        channel: &ResolvedChannel,
+        template: &Value,
+        faults_list: &[Fault],
+        reused: Option<&Value>,
+        budget: Duration,
+    ) -> StepReport {
+        let started = Instant::now();
+        let ch = channel.to_string();
+        for f in faults_list {
+            if let Fault::DelayMs(ms) = f {
+                let d = Duration::from_millis(*ms).min(budget.saturating_sub(MARGIN));
+                tokio::time::sleep(d).await;
+            }
+        }
+        if faults_list.iter().any(|f| matches!(f, Fault::DropReply)) {
+            self.shared
+                .drop_next
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let prepared = if faults_list.iter().any(|f| matches!(f, Fault::Replay)) {
+            match self
+                .last_sent
+                .get(&ch)
+                .cloned()
+                .or_else(|| self.last_sent_any.clone())
+            {
+                Some(bytes) => Prepared {
+                    bytes,
+                    body: None,
+                    id: None,
+                    nats_msg_id: String::new(),
+                },
+                None => {
+                    return StepReport::fault(infra(
+                        "scenario error: `replay` with nothing sent before",
+                    ));
+                }
+            }
+        } else {
+            match self
+                .prepare(persona_name, frame, channel, template, faults_list, reused)
+                .await
+            {
+                Ok(p) => p,
+                Err(f) => return StepReport::fault(f),
+            }
+        };
+        let remaining = budget.saturating_sub(started.elapsed());
+        let transcript = vec![transcript_entry(
+            Direction::Sent,
+            ch.clone(),
+            frame,
+            &prepared.bytes,
+        )];
+        let outcome = self
+            .transmit(persona_name, frame, channel, &prepared, remaining)
+            .await;
+        if outcome.is_ok() {
+            if let Some(body) = &prepared.body {
+                let me = self
+                    .slots
+                    .get(persona_name)
+                    .map(|s| s.persona.did.clone())
+                    .unwrap_or_default();
+                self.shared.observe(frame, body, &me, &self.hello.did);
+            }
+            self.last_sent.insert(ch.clone(), prepared.bytes.clone());
+            self.last_sent_any = Some(prepared.bytes.clone());
+            if prepared.id.is_some() {
+                self.last_id = prepared.id.clone();
+            }
+            self.last_channel = Some(channel.clone());
+        }
+        StepReport {
+            outcome,
+            transcript,
+        }
+    }
+
+    /// Completes, signs and applies the faults; the bytes that will travel.
+    async fn prepare(
+        &mut self,
+        persona_name: &str,
+        frame: &str,
+        channel: &ResolvedChannel,
+        template: &Value,
+        faults_list: &[Fault],
+        reused: Option<&Value>,
+    ) -> Result<Prepared, StepFault> {
+        if !self.slots.contains_key(persona_name) {
+            return Err(infra(format!(
+                "scenario error: no persona `{persona_name}`"
+            )));
+        }
+        let t = now();
+        let template = uuid_bytes(template);
+        let reused = reused.map(uuid_bytes).or_else(|| self.last_id.clone());
+        if faults_list
+            .iter()
+            .any(|f| matches!(f, Fault::RevokedCredential))
+        {
+            let did = self.slots[persona_name].persona.did.clone();
+            self.principal
+                .revoke(&did, t)
+                .map_err(|e| infra(e.to_string()))?;
+            // The IUT learns the new list (add_peer status_lists, control.cddl).
+            self.add_principal().await?;
+        }
+        let narrow = if faults_list
+            .iter()
+            .any(|f| matches!(f, Fault::AuthorityOutOfScope))
+        {
+            // A properly signed delegation over another category only.
+            let did = self.slots[persona_name].persona.did.clone();
+            let adc = self
+                .principal
+                .delegate(&did, &["logistics.freight"], DELEGATED_MAX_USD, t)
+                .map_err(|e| infra(e.to_string()))?;
+            Some(Authority::single(self.principal.did(), &did, &adc.json))
+        } else {
+            None
+        };
+        let last_received = self.last_received.get(&channel.to_string()).cloned();
+        let sessions = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
+        let iut_did = self.hello.did.clone();
+        let slot = self
+            .slots
+            .get_mut(persona_name)
+            .ok_or_else(|| infra(format!("scenario error: no persona `{persona_name}`")))?;
+        let authority = narrow.unwrap_or_else(|| slot.authority.clone());
+        let own_offer = slot.offer.clone();
+        let mut bctx = BuildCtx {
+            persona: &mut slot.persona,
+            authority: &authority,
+            iut_did: &iut_did,
+            iut_offers: &self.iut_offers,
+            own_offer: own_offer.as_ref(),
+            sessions: &sessions,
+            last_received: last_received.as_ref(),
+            now: t,
+            expired: faults_list.iter().any(|f| matches!(f, Fault::Expired)),
+        };
+        let fe = |e: FaultError| infra(format!("scenario error: {e}"));
+        let mut body =
+            build::complete(frame, &template, &mut bctx).map_err(|e| infra(e.to_string()))?;
+        faults::before_signing(frame, &mut body, faults_list, reused.as_ref()).map_err(fe)?;
+        faults::sign(frame, &mut body, faults_list, &slot.persona).map_err(fe)?;
+        faults::after_signing(&mut body, faults_list);
+        let id = id_field(frame).and_then(|f| body.get(f).cloned());
+        let mut nats_msg_id = String::new();
+        let bytes = match channel {
+            ResolvedChannel::Grpc { .. } => {
+                let b = faults::body_bytes(&body, faults_list).map_err(fe)?;
+                faults::frame_bytes(frame, &body, &b).map_err(fe)?
+            }
+            ResolvedChannel::Nats { subject } => {
+                if let Some(f) = faults_list.iter().find(|f| faults::is_encoding_fault(f)) {
+                    return Err(infra(format!(
+                        "scenario error: fault {f} is not supported on NATS by this harness"
+                    )));
+                }
+                let fallback = format!("mtp-cert-{}", hex::encode(slot.persona.random::<8>()));
+                let (msg_id, text_id) = msg_id_text(id.as_ref(), &fallback);
+                nats_msg_id = text_id;
+                NatsLink::seal(
+                    subject,
+                    frame,
+                    &body,
+                    msg_id,
+                    &mut slot.persona,
+                    &self.hello.did_document,
+                )
+                .map_err(|e| infra(e.to_string()))?
+            }
+        };
+        Ok(Prepared {
+            bytes,
+            body: Some(body),
+            id,
+            nats_msg_id,
+        })
+    }
+
+    async fn transmit(
+        &mut self,
+        persona_name: &str,
+        frame: &str,
+        channel: &ResolvedChannel,
+        p: &Prepared,
+        budget: Duration,
+    ) -> Result<Observation, StepFault> {
+        let ch = channel.to_string();
+        match channel {
+            ResolvedChannel::Nats { subject } => {
+                let link = self.nats_link().await?;
+                let msg_id = if p.nats_msg_id.is_empty() {
+                    // A byte-for-byte replay keeps the id of the original (a duplicate).
+                    msg_id_text(p.id.as_ref(), "mtp-cert-replay").1
+                } else {
+                    p.nats_msg_id.clone()
+                };
+                let publish = link.publish(subject, &msg_id, p.bytes.clone());
+                tokio::time::timeout(budget.saturating_sub(MARGIN), publish)
+                    .await
+                    .map_err(|_| infra("NATS publish gave no acknowledgement in time"))?
+                    .map_err(|e| infra(e.to_string()))?;
+                self.last_unary = None;
+                Ok(Observation::Sent)
+            }
+            ResolvedChannel::Grpc { service, method } => {
+                let streaming =
+                    *service == GrpcService::Agent && (method == "Negotiate" || method == "Commit");
+                if streaming {
+                    let opener = matches!(frame, "nim" | "mandate_draft");
+                    if !opener && let Some(sink) = self.shared.streams.current(&ch) {
+                        if sink.send(p.bytes.clone()).await {
+                            return Ok(Observation::Sent);
+                        }
+                        return Ok(Observation::Refused(PeerError {
+                            code: None,
+                            grpc_status: None,
+                            message: "the stream ended before the harness could send".into(),
+                        }));
+                    }
+                    if !opener && self.shared.streams.had(&ch) {
+                        return Ok(Observation::Refused(PeerError {
+                            code: None,
+                            grpc_status: None,
+                            message: "the IUT ended the stream before the harness could send"
+                                .into(),
+                        }));
+                    }
+                    self.open_stream(persona_name, method, &ch, p.bytes.clone())?;
+                    self.last_unary = None;
+                    return Ok(Observation::Sent);
+                }
+                // An answer to a call the IUT made to the harness?
+                if *service == GrpcService::Agent
+                    && let Some(tx) = self.shared.take_pending(&ch)
+                {
+                    if self.shared.take_drop() {
+                        // drop_reply on the answer itself: the call gets no answer.
+                        drop(tx);
+                        return Ok(Observation::Sent);
+                    }
+                    let _ = tx.send(Ok(pb::Frame {
+                        cbor: p.bytes.clone(),
+                    }));
+                    return Ok(Observation::Sent);
+                }
+                self.call_unary(persona_name, *service, method, &ch, p.bytes.clone(), budget)?;
+                self.last_unary = Some(ch);
+                Ok(Observation::Sent)
+            }
+        }
+    }
+
+    fn client(&self, persona_name: &str) -> Result<Channel, StepFault> {
+        self.slots
+            .get(persona_name)
+            .and_then(|s| s.client.clone())
+            .ok_or_else(|| infra(format!("no MTPSync channel for persona {persona_name}")))
+    }
+
+    /// Opens the harness's own stream with `first` as its first frame; answers are queued.
+    fn open_stream(
+        &mut self,
+        persona_name: &str,
+        method: &str,
+        ch: &str,
+        first: Vec<u8>,
+    ) -> Result<(), StepFault> {
+        let channel = self.client(persona_name)?;
+        let (tx, rx) = mpsc::channel::<pb::Frame>(32);
+        if tx.try_send(pb::Frame { cbor: first }).is_err() {
+            return Err(infra("cannot queue the first frame of the stream"));
+        }
+        self.shared.streams.register(ch, Sink::Client(tx));
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        framing::set_version(req.metadata_mut());
+        req.set_timeout(self.scenario_budget);
+        let shared = self.shared.clone();
+        let me = self
+            .slots
+            .get(persona_name)
+            .map(|s| s.persona.did.clone())
+            .unwrap_or_default();
+        let key = ch.to_owned();
+        let is_commit = method == "Commit";
+        let limit = self.scenario_budget;
+        let task = tokio::spawn(async move {
+            let mut client = pb::agent_client::AgentClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let call = async {
+                if is_commit {
+                    client.commit(req).await
+                } else {
+                    client.negotiate(req).await
+                }
+            };
+            let resp = match tokio::time::timeout(limit, call).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(s)) => {
+                    shared.inbox.push(&key, status_item(&s));
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut stream = resp.into_inner();
+            loop {
+                match tokio::time::timeout(limit, stream.message()).await {
+                    Ok(Ok(Some(f))) => {
+                        let iut = shared.iut_did();
+                        shared.observe_frame(&f.cbor, &iut, &me);
+                        shared.inbox.push(&key, Inbound::Frame(f.cbor));
+                    }
+                    Ok(Ok(None)) | Err(_) => break,
+                    Ok(Err(s)) => {
+                        shared.inbox.push(&key, status_item(&s));
+                        break;
+                    }
+                }
+            }
+        });
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// An outgoing unary call; its answer (or status) is queued as `reply:<channel>`.
+    fn call_unary(
+        &mut self,
+        persona_name: &str,
+        service: GrpcService,
+        method: &str,
+        ch: &str,
+        bytes: Vec<u8>,
+        budget: Duration,
+    ) -> Result<(), StepFault> {
+        let channel = self.client(persona_name)?;
+        let shared = self.shared.clone();
+        let key = format!("reply:{ch}");
+        let method = method.to_owned();
+        let limit = self.scenario_budget.max(budget);
+        let task = tokio::spawn(async move {
+            let mut req = tonic::Request::new(pb::Frame { cbor: bytes });
+            framing::set_version(req.metadata_mut());
+            req.set_timeout(limit);
+            let fut = async {
+                match service {
+                    GrpcService::Agent => {
+                        let mut c = pb::agent_client::AgentClient::new(channel)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                        match method.as_str() {
+                            "ResolveDid" => c.resolve_did(req).await,
+                            "Settle" => c.settle(req).await,
+                            "Deliver" => c.deliver(req).await,
+                            "Verify" => c.verify(req).await,
+                            _ => c.notify(req).await,
+                        }
+                    }
+                    GrpcService::Index => {
+                        let mut c = pb::index_client::IndexClient::new(channel)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                        match method.as_str() {
+                            "Query" => c.query(req).await,
+                            "Revoke" => c.revoke(req).await,
+                            _ => c.publish(req).await,
+                        }
+                    }
+                }
+            };
+            match tokio::time::timeout(limit, fut).await {
+                Ok(Ok(r)) => shared.inbox.push(&key, Inbound::Frame(r.into_inner().cbor)),
+                Ok(Err(s)) => shared.inbox.push(&key, status_item(&s)),
+                Err(_) => {}
+            }
+        });
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    // ---- expect ---------------------------------------------------------------------------
+
+    async fn do_expect(
+        &mut self,
+        expectation: &ResolvedExpectation,
+        channel: Option<&ResolvedChannel>,
+        within: Duration,
+    ) -> StepReport {
+        let Some(ch) = channel.or(self.last_channel.as_ref()).cloned() else {
+            return StepReport::fault(infra(
+                "scenario error: `expect` without a channel and nothing sent before",
+            ));
+        };
+        let name = ch.to_string();
+        let unary = match &ch {
+            ResolvedChannel::Grpc { service, method } => {
+                !(*service == GrpcService::Agent && (method == "Negotiate" || method == "Commit"))
+            }
+            ResolvedChannel::Nats { .. } => false,
+        };
+        let key = match expectation {
+            ResolvedExpectation::Message { .. } => name.clone(),
+            _ if unary && self.last_unary.as_deref() == Some(name.as_str()) => {
+                format!("reply:{name}")
+            }
+            _ => name.clone(),
+        };
+        let Some(item) = self.shared.inbox.pop(&key, within).await else {
+            return StepReport::observed(Observation::Silence);
+        };
+        self.judge_inbound(&name, item)
+    }
+
+    /// Runs the oracle over an item from the IUT and turns it into an observation.
+    fn judge_inbound(&mut self, channel: &str, item: Inbound) -> StepReport {
+        match item {
+            Inbound::Frame(bytes) => {
+                let lenient = cbor::from_slice_lenient(&bytes).ok();
+                let frame_type = lenient
+                    .as_ref()
+                    .and_then(|v| v.get("type"))
+                    .and_then(Value::as_text)
+                    .unwrap_or("frame")
+                    .to_owned();
+                let transcript = vec![transcript_entry(
+                    Direction::Received,
+                    channel,
+                    frame_type.clone(),
+                    &bytes,
+                )];
+                let session = lenient.as_ref().and_then(|v| v.get("body")).and_then(|b| {
+                    self.shared
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .snapshot()
+                        .for_body(b)
+                });
+                match oracle::check_frame(&bytes, &self.identity, session.as_ref()) {
+                    Ok(c) => {
+                        self.last_received.insert(
+                            channel.to_owned(),
+                            (c.frame_type.clone(), c.body.clone(), c.hash),
+                        );
+                        StepReport::observed(Observation::Received(ReceivedMessage {
+                            channel: channel.to_owned(),
+                            frame_type: c.frame_type,
+                            body: uuid_texts(&c.body),
+                        }))
+                        .with_transcript(transcript)
+                    }
+                    Err(v) => StepReport::fault(violation(v)).with_transcript(transcript),
+                }
+            }
+            Inbound::Envelope {
+                frame_type,
+                body,
+                payload,
+            } => {
+                let transcript = vec![transcript_entry(
+                    Direction::Received,
+                    channel,
+                    frame_type.clone(),
+                    &payload,
+                )];
+                match oracle::check_body(&frame_type, &body, &self.identity, None) {
+                    Ok(()) => {
+                        let hash =
+                            mtp_protocol::crypto::sha256(&cbor::to_vec(&body).unwrap_or_default());
+                        self.last_received
+                            .insert(channel.to_owned(), (frame_type.clone(), body.clone(), hash));
+                        StepReport::observed(Observation::Received(ReceivedMessage {
+                            channel: channel.to_owned(),
+                            frame_type,
+                            body: uuid_texts(&body),
+                        }))
+                        .with_transcript(transcript)
+                    }
+                    Err(v) => StepReport::fault(violation(v)).with_transcript(transcript),
+                }
+            }
+            Inbound::BadEnvelope { payload, why } => {
+                let transcript = vec![transcript_entry(
+                    Direction::Received,
+                    channel,
+                    "envelope",
+                    &payload,
+                )];
+                StepReport::fault(StepFault::Violation {
+                    expected: "BIND-V-B-01: an envelope sealed for the harness and signed by the IUT (PROFILE G-06)".into(),
+                    observed: why,
+                })
+                .with_transcript(transcript)
+            }
+            Inbound::Status {
+                code,
+                message,
+                trailer,
+            } => self.judge_status(channel, code, message, trailer),
+        }
+    }
+
+    fn judge_status(
+        &self,
+        channel: &str,
+        code: tonic::Code,
+        message: String,
+        trailer: Option<Vec<u8>>,
+    ) -> StepReport {
+        let status = grpc_status_name(code);
+        let transcript = vec![transcript_entry(
+            Direction::Received,
+            channel,
+            format!("grpc-status {status}"),
+            trailer.as_deref().unwrap_or(message.as_bytes()),
+        )];
+        // The harness's own size limit, not the IUT's refusal.
+        if trailer.is_none() && message.contains("message length too large") {
+            return StepReport::fault(infra(format!(
+                "the IUT sent a message larger than the harness's limit of {MAX_MESSAGE_BYTES} bytes: {message}"
+            )))
+            .with_transcript(transcript);
+        }
+        // A failure before MTP (connection, TLS) is the infrastructure's, not a refusal.
+        if trailer.is_none()
+            && matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown)
+            && (message.contains("transport error") || message.contains("connect"))
+        {
+            return StepReport::fault(infra(format!(
+                "MTPSync call failed before MTP: {status}: {message}"
+            )))
+            .with_transcript(transcript);
+        }
+        let mut code_value = None;
+        if let Some(t) = &trailer {
+            match cbor::from_slice(t) {
+                Ok(v) => {
+                    if let Err(v) = oracle::check_body("error", &v, &self.identity, None) {
+                        return StepReport::fault(violation(Violation {
+                            expected: format!(
+                                "the mtp-error-bin trailer (PROFILE G-09, G-16): {}",
+                                v.expected
+                            ),
+                            ..v
+                        }))
+                        .with_transcript(transcript);
+                    }
+                    code_value = v
+                        .get("code")
+                        .and_then(Value::as_u64)
+                        .and_then(|c| u16::try_from(c).ok());
+                }
+                Err(e) => {
+                    return StepReport::fault(StepFault::Violation {
+                        expected: "BIND-IV-A-01: mtp-error-bin is the deterministic CBOR of an mtp-error (PROFILE G-09)".into(),
+                        observed: e.to_string(),
+                    })
+                    .with_transcript(transcript);
+                }
+            }
+        }
+        if code_value.is_none() {
+            code_value = message
+                .get(..4)
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse().ok());
+        }
+        StepReport::observed(Observation::Refused(PeerError {
+            code: code_value,
+            grpc_status: Some(status.to_owned()),
+            message,
+        }))
+        .with_transcript(transcript)
+    }
+
+    // ---- state and audit ----------------------------------------------------------------
+
+    fn transaction_arg(transaction: &str) -> Value {
+        match MtpUuid::parse(transaction) {
+            Ok(u) => Value::bytes(u.as_bytes().to_vec()),
+            Err(_) => match hex::decode(transaction) {
+                Ok(b) if b.len() == 32 => Value::Bytes(b),
+                _ => Value::text(transaction),
+            },
+        }
+    }
+
+    async fn do_expect_state(
+        &mut self,
+        transaction: &str,
+        state: &str,
+        within: Duration,
+    ) -> StepReport {
+        let args = Value::map([("transaction_id", Self::transaction_arg(transaction))]);
+        let deadline = Instant::now() + within;
+        let control = match self.control() {
+            Ok(c) => c.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let mut last: Option<Result<Value, CallError>>;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = left.max(Duration::from_millis(500)).min(self.timeouts.step);
+            let r = control.invoke("transaction", &args, wait).await;
+            let reached =
+                matches!(&r, Ok(v) if v.get("state").and_then(Value::as_text) == Some(state));
+            let stop = matches!(&r, Err(CallError::Transport(_)))
+                || matches!(&r, Err(CallError::Action(a)) if a.kind == "unsupported_action");
+            last = Some(r);
+            if reached || stop || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        let mut transcript = vec![transcript_value(
+            Direction::Control,
+            "control",
+            "transaction",
+            &args,
+        )];
+        match last {
+            Some(Ok(v)) => {
+                transcript.push(transcript_value(
+                    Direction::Control,
+                    "control",
+                    "transaction",
+                    &v,
+                ));
+                let got = v
+                    .get("state")
+                    .and_then(Value::as_text)
+                    .unwrap_or_default()
+                    .to_owned();
+                let history: Vec<String> = v
+                    .get("history")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_text)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Err(why) = transitions::check_history(&history, &got) {
+                    return StepReport::fault(StepFault::Violation {
+                        expected: "SPEC-IV-01: a run of the SPEC IV state machine (PROFILE G-18) starting at initiated".into(),
+                        observed: format!("state {got}, history [{}]: {why}", history.join(", ")),
+                    })
+                    .with_transcript(transcript);
+                }
+                StepReport::observed(Observation::State {
+                    state: got,
+                    history,
+                })
+                .with_transcript(transcript)
+            }
+            Some(Err(CallError::Action(e))) => StepReport::fault(StepFault::Unmet(format!(
+                "`transaction` failed: {}: {}",
+                e.kind, e.message
+            )))
+            .with_transcript(transcript),
+            Some(Err(CallError::Transport(m))) => {
+                StepReport::fault(infra(m)).with_transcript(transcript)
+            }
+            None => StepReport::fault(infra("no transaction read")),
+        }
+    }
+
+    async fn do_expect_audit(
+        &mut self,
+        transaction: Option<&str>,
+        events: &[String],
+        codes: &[u16],
+        within: Duration,
+    ) -> StepReport {
+        let args = match transaction {
+            Some(t) => Value::map([("transaction_id", Self::transaction_arg(t))]),
+            None => Value::Map(vec![]),
+        };
+        let deadline = Instant::now() + within;
+        let control = match self.control() {
+            Ok(c) => c.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let mut transcript = vec![transcript_value(
+            Direction::Control,
+            "control",
+            "audit",
+            &args,
+        )];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = left.max(Duration::from_millis(500)).min(self.timeouts.step);
+            match control.invoke("audit", &args, wait).await {
+                Ok(v) => {
+                    let Some(bytes) = v.get("entries").and_then(Value::as_bytes) else {
+                        return StepReport::fault(StepFault::Unmet(
+                            "`audit` returned no `entries` byte string".into(),
+                        ))
+                        .with_transcript(transcript);
+                    };
+                    let (entries, chain) = audit_chain::check_export(bytes);
+                    let complete = events.iter().all(|e| entries.iter().any(|x| &x.event == e))
+                        && codes
+                            .iter()
+                            .all(|c| entries.iter().any(|x| x.error_code == Some(*c)));
+                    if complete || Instant::now() >= deadline {
+                        transcript.push(transcript_entry(
+                            Direction::Control,
+                            "control",
+                            "audit",
+                            bytes,
+                        ));
+                        return StepReport::observed(Observation::Audit { entries, chain })
+                            .with_transcript(transcript);
+                    }
+                }
+                Err(CallError::Action(e)) => {
+                    return StepReport::fault(StepFault::Unmet(format!(
+                        "`audit` failed: {}: {}",
+                        e.kind, e.message
+                    )))
+                    .with_transcript(transcript);
+                }
+                Err(CallError::Transport(m)) => {
+                    transcript.push(transcript_value(
+                        Direction::Control,
+                        "control",
+                        "audit",
+                        &Value::text(&m),
+                    ));
+                    return StepReport::fault(infra(m)).with_transcript(transcript);
+                }
+            }
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+}
+
+/// A message ready to go.
+struct Prepared {
+    bytes: Vec<u8>,
+    /// The logical body (absent for a byte-for-byte replay).
+    body: Option<Value>,
+    /// The object's MTP-UUID (`reused_uuid` default of the next send).
+    id: Option<Value>,
+    /// `Nats-Msg-Id` (NATS sends).
+    nats_msg_id: String,
+}
+
+impl StepExecutor for LiveExecutor {
+    fn variables(&self) -> Vec<(String, Value)> {
+        let (did, doc) = self
+            .slots
+            .get(COUNTERPARTY)
+            .map(|s| (s.persona.did.clone(), s.persona.document_json.clone()))
+            .unwrap_or_default();
+        let prefix = self
+            .hello
+            .subject_prefix
+            .clone()
+            .or_else(|| {
+                self.iut
+                    .endpoints
+                    .nats
+                    .as_ref()
+                    .map(|n| n.subject_prefix.clone())
+            })
+            .unwrap_or_else(|| "mtp".into());
+        vec![
+            ("iut_did".into(), Value::text(&self.hello.did)),
+            ("harness_did".into(), Value::text(did)),
+            ("harness_did_document".into(), Value::text(doc)),
+            ("subject_prefix".into(), Value::text(prefix)),
+        ]
+    }
+
+    async fn execute(&mut self, input: StepInput) -> StepReport {
+        match &input.action {
+            Action::Control { action, args } => self.do_control(action, args, input.budget).await,
+            Action::Send {
+                persona,
+                frame,
+                channel,
+                body,
+                faults,
+                reused_uuid,
+            } => {
+                self.do_send(
+                    persona,
+                    frame,
+                    channel,
+                    body,
+                    faults,
+                    reused_uuid.as_ref(),
+                    input.budget,
+                )
+                .await
+            }
+            Action::Expect {
+                expectation,
+                channel,
+                within,
+            } => self.do_expect(expectation, channel.as_ref(), *within).await,
+            Action::ExpectState {
+                transaction,
+                state,
+                within,
+            } => self.do_expect_state(transaction, state, *within).await,
+            Action::ExpectAudit {
+                transaction,
+                events,
+                codes,
+                within,
+            } => {
+                self.do_expect_audit(transaction.as_deref(), events, codes, *within)
+                    .await
+            }
+            Action::CheckVectors {
+                family,
+                ids,
+                operations,
+            } => {
+                let control = match self.control() {
+                    Ok(c) => c.clone(),
+                    Err(f) => return StepReport::fault(f),
+                };
+                super::vectors::check(&control, self.timeouts.step, family, ids, operations).await
+            }
+        }
+    }
+
+    async fn finish(mut self) {
+        self.shared.streams.close_all();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        for slot in self.slots.values_mut() {
+            slot.client = None;
+            if let Some(s) = slot.server.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.shutdown()).await;
+            }
+        }
+        // The lease returns the instance to the pool when dropped.
+    }
+}
+
+impl Drop for LiveExecutor {
+    /// An executor abandoned without `finish` (a failed start, a cancelled scenario) still
+    /// stops its tasks and servers.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.streams.close_all();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for slot in self.slots.values_mut() {
+                if let Some(s) = slot.server.take() {
+                    rt.spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await;
+                    });
+                }
+            }
+        }
+    }
+}
