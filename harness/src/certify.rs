@@ -115,7 +115,12 @@ pub async fn run_live(
     let factory = LiveFactory::connect(iut.clone(), keys)
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))?;
-    opts.jobs = jobs.unwrap_or(factory.instances()).max(1);
+    // One scenario per IUT instance at a time (a scenario resets the instance).
+    let instances = factory.instances().max(1);
+    if jobs.is_some_and(|j| j > instances) {
+        eprintln!("mtp-cert: --jobs capped at {instances}, the IUT instances available");
+    }
+    opts.jobs = jobs.unwrap_or(instances).clamp(1, instances);
     runner::run(Arc::new(factory), iut, scenarios, opts, progress)
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))

@@ -1084,7 +1084,7 @@ fn cli_validate_list_template_and_dry_run_with_resume() {
     assert_eq!(code, 0);
     std::fs::write(d.join("iut.yaml"), &template).unwrap();
 
-    // Without a live executor, `run` validates and stops with exit 3.
+    // The template's placeholder endpoints cannot be reached: an infrastructure error (exit 3).
     let (code, _, err) = mtp_cert(
         &[
             "run",
@@ -1098,7 +1098,7 @@ fn cli_validate_list_template_and_dry_run_with_resume() {
         d,
     );
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("not built yet"));
+    assert!(err.contains("test-control channel"), "{err}");
 
     // Usage errors: bad suite, bad IUT file.
     let (code, _, _) = mtp_cert(

@@ -151,7 +151,11 @@ pub fn uuid_texts(v: &Value) -> Value {
                 .map(|(k, val)| {
                     let key = k.as_text().unwrap_or_default();
                     let out = match val {
-                        Value::Bytes(_) if key.ends_with("_id") || key.ends_with("_ref") => {
+                        Value::Bytes(_)
+                            if key.ends_with("_id")
+                                || key.ends_with("_ref")
+                                || key == "predecessor" =>
+                        {
                             text_of(val)
                         }
                         Value::Array(items) if key.ends_with("_refs") => {
@@ -606,6 +610,7 @@ impl LiveExecutor {
         StepReport {
             outcome,
             transcript,
+            sent: None,
         }
     }
 
@@ -692,6 +697,7 @@ impl LiveExecutor {
         StepReport {
             outcome,
             transcript,
+            sent: prepared.body.as_ref().map(uuid_texts),
         }
     }
 

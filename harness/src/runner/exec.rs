@@ -467,6 +467,7 @@ fn judge_report(
     memory: &mut Memory,
 ) -> StepOutcome {
     let transcript = report.transcript;
+    let completed = report.sent;
     let obs = match report.outcome {
         Ok(o) => o,
         Err(StepFault::Violation { expected, observed }) => {
@@ -506,7 +507,7 @@ fn judge_report(
         if let Action::Send { frame, body, .. } = action {
             memory.sent = Some(Value::map([
                 ("type", Value::text(frame)),
-                ("body", body.clone()),
+                ("body", completed.unwrap_or_else(|| body.clone())),
             ]));
         }
         let specs = match &step.kind {

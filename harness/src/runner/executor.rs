@@ -266,6 +266,9 @@ pub enum StepFault {
 pub struct StepReport {
     pub outcome: Result<Observation, StepFault>,
     pub transcript: Vec<TranscriptEntry>,
+    /// For a send: the body as completed and signed by the executor, before byte-level
+    /// faults (what `capture: sent.body...` reads); `None`: the resolved template.
+    pub sent: Option<Value>,
 }
 
 impl StepReport {
@@ -273,6 +276,7 @@ impl StepReport {
         StepReport {
             outcome: Ok(o),
             transcript: Vec::new(),
+            sent: None,
         }
     }
 
@@ -280,6 +284,7 @@ impl StepReport {
         StepReport {
             outcome: Err(f),
             transcript: Vec::new(),
+            sent: None,
         }
     }
 
