@@ -171,6 +171,9 @@ pub struct Shared {
     pub iut_did: Mutex<String>,
     /// Counts frames received, for the transcript order.
     pub received: AtomicU64,
+    /// TLS handshakes of the IUT's client that the persona servers refused
+    /// (`requirement id: reason`): the IUT reached the harness and broke BIND V-A.
+    pub refused_handshakes: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -179,6 +182,16 @@ impl Shared {
             explicit,
             ..Shared::default()
         }
+    }
+
+    /// Takes the handshake refusals recorded since the last call.
+    pub fn take_refused_handshakes(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .refused_handshakes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     pub fn iut_did(&self) -> String {

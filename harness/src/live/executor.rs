@@ -580,6 +580,7 @@ impl LiveExecutor {
             Ok(c) => c.clone(),
             Err(f) => return StepReport::fault(f),
         };
+        let _ = self.shared.take_refused_handshakes();
         let outcome = match control.invoke(action, &args, wait).await {
             Ok(v) => {
                 transcript.push(transcript_value(Direction::Control, "control", action, &v));
@@ -600,6 +601,25 @@ impl LiveExecutor {
                         ("message", Value::text(&e.message)),
                     ]),
                 ));
+                // The action failed because the harness refused the IUT's TLS client: that is
+                // the IUT's violation, seen by the harness (BIND V-A), not an unmet setup.
+                let refused = self.shared.take_refused_handshakes();
+                if let Some(first) = refused.first() {
+                    let req = first.split(':').next().unwrap_or("BIND-V-A-03");
+                    return StepReport {
+                        outcome: Err(StepFault::Violation {
+                            expected: format!(
+                                "{req}: the IUT's MTPSync client completes the mutual TLS 1.3 handshake of the profile"
+                            ),
+                            observed: format!(
+                                "the harness refused the IUT's TLS handshake: {}",
+                                refused.join("; ")
+                            ),
+                        }),
+                        transcript,
+                        sent: None,
+                    };
+                }
                 Ok(Observation::Control(Err(e)))
             }
             Err(CallError::Transport(m)) if m.contains("no answer within") => {

@@ -288,11 +288,28 @@ pub fn serve(
     for (fp, label) in iut_pins {
         pins.insert(Fingerprint::from_bytes(*fp), label.clone());
     }
+    let sink = {
+        let shared = shared.clone();
+        mtp_reference_agent::transport::sync::tls::EventSink::from_fn(move |ev| {
+            if let mtp_reference_agent::transport::sync::tls::TransportEvent::HandshakeRefused(r) =
+                ev
+            {
+                let req = r.reason.requirement().unwrap_or("BIND-V-A-03");
+                if let Ok(mut v) = shared.refused_handshakes.lock() {
+                    v.push(format!("{req}: {} ({})", r.reason.as_str(), r.detail));
+                }
+            }
+        })
+    };
     let svc = agent_server::AgentServer::new(HarnessAgent { shared, me })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = tonic::transport::Server::builder()
         .timeout(DROP_HOLD + Duration::from_secs(5))
         .add_service(svc);
-    SyncServer::serve(listener, tls, pins, ServerOptions::default(), router)
+    let options = ServerOptions {
+        events: sink,
+        ..ServerOptions::default()
+    };
+    SyncServer::serve(listener, tls, pins, options, router)
 }

@@ -208,12 +208,15 @@ impl Memory {
 struct StepOutcome {
     judgement: Judgement,
     transcript: Vec<TranscriptEntry>,
+    /// The executor's oracle saw the IUT violate the specification: a failure even in setup.
+    violation: bool,
 }
 
 fn outcome(verdict: Verdict, reason: impl Into<String>) -> StepOutcome {
     StepOutcome {
         judgement: Judgement::new(verdict, None, None, reason),
         transcript: Vec::new(),
+        violation: false,
     }
 }
 
@@ -383,6 +386,7 @@ pub async fn run_scenario<F: ExecutorFactory>(
                                 why,
                             ),
                             transcript: Vec::new(),
+                            violation: false,
                         };
                         break;
                     }
@@ -415,7 +419,11 @@ pub async fn run_scenario<F: ExecutorFactory>(
             },
         };
 
-        let verdict = in_phase(out.judgement.verdict, phase);
+        let verdict = if out.violation {
+            out.judgement.verdict
+        } else {
+            in_phase(out.judgement.verdict, phase)
+        };
         steps.push(StepResult {
             index,
             phase,
@@ -475,18 +483,21 @@ fn judge_report(
             return StepOutcome {
                 judgement: Judgement::new(Verdict::Fail, Some(expected), Some(observed), reason),
                 transcript,
+                violation: true,
             };
         }
         Err(StepFault::Unmet(m)) => {
             return StepOutcome {
                 judgement: Judgement::new(Verdict::Inconclusive, None, None, m),
                 transcript,
+                violation: false,
             };
         }
         Err(StepFault::Infrastructure(m)) => {
             return StepOutcome {
                 judgement: Judgement::new(Verdict::Error, None, None, m),
                 transcript,
+                violation: false,
             };
         }
     };
@@ -540,5 +551,6 @@ fn judge_report(
     StepOutcome {
         judgement,
         transcript,
+        violation: false,
     }
 }
