@@ -46,7 +46,10 @@ fn certify_self_passes_writes_reports_and_a_verifiable_bundle() {
         "certification.cbor",
     ] {
         let p = out.path().join(f);
-        assert!(p.is_file() && p.metadata().unwrap().len() > 0, "{f} missing");
+        assert!(
+            p.is_file() && p.metadata().unwrap().len() > 0,
+            "{f} missing"
+        );
     }
     let bundle = out.path().join("certification.cbor");
     let v = mtp_cert(&["bundle", "verify", bundle.to_str().unwrap()], repo());
@@ -89,16 +92,16 @@ fn a_broken_agent_fails_the_matching_scenario_naming_the_requirement() {
         "{stdout}"
     );
     let junit = std::fs::read_to_string(out.path().join("report.xml")).unwrap();
-    assert!(junit.contains("SPEC-II-A-06") && junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.contains("SPEC-II-A-06") && junit.contains("<failure"),
+        "{junit}"
+    );
 }
 
 #[test]
 fn mutants_kill_every_scenario() {
     let out = tempfile::tempdir().unwrap();
-    let o = mtp_cert(
-        &["mutants", "--out", out.path().to_str().unwrap()],
-        repo(),
-    );
+    let o = mtp_cert(&["mutants", "--out", out.path().to_str().unwrap()], repo());
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
 

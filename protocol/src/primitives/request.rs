@@ -279,20 +279,22 @@ impl AuthorityAttestation {
         if let (Some(principal), Some(chain)) = (&principal_did, &delegation_chain) {
             let cp = join_path(path, "delegation_chain");
             match chain.first() {
-                None => e.push(ValidationError::out_of_range(
-                    cp.clone(),
-                    CHAIN,
-                    "empty delegation chain (PROFILE G-04)",
-                )
-                .with_code(ErrorCode::AuthorityAttestationInvalid)),
-                Some(first) if first.issuer.as_str() != principal.as_str() => {
-                    e.push(ValidationError::invalid(
+                None => e.push(
+                    ValidationError::out_of_range(
+                        cp.clone(),
+                        CHAIN,
+                        "empty delegation chain (PROFILE G-04)",
+                    )
+                    .with_code(ErrorCode::AuthorityAttestationInvalid),
+                ),
+                Some(first) if first.issuer.as_str() != principal.as_str() => e.push(
+                    ValidationError::invalid(
                         format!("{cp}[0].issuer"),
                         CHAIN,
                         "the first link must be issued by principal_did (PROFILE G-04)",
                     )
-                    .with_code(ErrorCode::AuthorityAttestationInvalid))
-                }
+                    .with_code(ErrorCode::AuthorityAttestationInvalid),
+                ),
                 Some(_) => {}
             }
             for (i, w) in chain.windows(2).enumerate() {
