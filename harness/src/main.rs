@@ -118,13 +118,6 @@ fn vectors_generate(out: &std::path::Path) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    // `mtp-cert ... | head` ends quietly when the reader goes away, instead of panicking in
-    // `println!` on EPIPE (Rust ignores SIGPIPE by default).
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     match cli.command {
         Command::SelfCheck { seed, out, only } => selfcheck::run(seed, &out, only.as_deref()),

@@ -21,6 +21,11 @@ pub struct Fault {
 /// Defects outside the layers (codec, transport, control).
 pub const CORE_FAULTS: &[Fault] = &[
     Fault {
+        name: "accept-non-deterministic-cbor",
+        breaks: "BIND-IV-A-02",
+        description: "an MTPSync frame that is not deterministic CBOR is re-encoded and accepted instead of refused with 0101",
+    },
+    Fault {
         name: "length-first-map-keys",
         breaks: "BIND-IV-A-02",
         description: "codec_encode sorts map keys length-first (RFC 7049 §3.9) instead of bytewise (RFC 8949 §4.2.1)",

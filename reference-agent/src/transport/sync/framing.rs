@@ -202,7 +202,20 @@ pub fn encode(frame: &wire::Frame) -> Result<pb::Frame, WireError> {
 
 /// Strictly decodes and integrity-checks a protobuf frame (SPEC-VII-A-06, SPEC-VII-A-07).
 pub fn decode(frame: &pb::Frame) -> Result<wire::Frame, FramingError> {
-    let mut f = wire::Frame::decode(&frame.cbor)?;
+    let strict = wire::Frame::decode(&frame.cbor);
+    let mut f = match strict {
+        // Defect: a non-deterministic encoding is re-encoded and accepted.
+        Err(_) if crate::transport::test_fault("accept-non-deterministic-cbor") => {
+            match mtp_protocol::cbor::from_slice_lenient(&frame.cbor)
+                .ok()
+                .and_then(|v| mtp_protocol::cbor::to_vec(&v).ok())
+            {
+                Some(bytes) => wire::Frame::decode(&bytes)?,
+                None => strict?,
+            }
+        }
+        other => other?,
+    };
     if crate::transport::test_fault("strip-unknown-fields")
         && let Value::Map(entries) = &mut f.body
     {
