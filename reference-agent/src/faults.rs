@@ -21,6 +21,11 @@ pub struct Fault {
 /// Defects outside the layers (codec, transport, control).
 pub const CORE_FAULTS: &[Fault] = &[
     Fault {
+        name: "codec-uuid-lenient",
+        breaks: "SPEC-IX-03, BIND-IX-01",
+        description: "codec_parse accepts any 32-byte string as an MTP-UUID (version, type and reserved bits unchecked)",
+    },
+    Fault {
         name: "accept-non-deterministic-cbor",
         breaks: "BIND-IV-A-02",
         description: "an MTPSync frame that is not deterministic CBOR is re-encoded and accepted instead of refused with 0101",

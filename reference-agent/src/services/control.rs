@@ -693,7 +693,7 @@ mod codec {
             "mandate" => multi::<Mandate>(agent, op, args),
             "index_query" => plain::<IndexQuery>(op, args),
             "index_response" => plain::<IndexQueryResponse>(op, args),
-            "mtp_uuid" => uuid(op, args),
+            "mtp_uuid" => uuid(agent, op, args),
             other => Err(ControlError::BadArgs(format!(
                 "unknown codec type {other:?} (known: {})",
                 TYPES.join(", ")
@@ -943,7 +943,7 @@ mod codec {
         }
     }
 
-    fn uuid(op: Op, args: &Value) -> ControlResult {
+    fn uuid(agent: &Agent, op: Op, args: &Value) -> ControlResult {
         match op {
             Op::Encode => {
                 let id = match required(args, "value")? {
@@ -960,6 +960,16 @@ mod codec {
                     Ok(v) => v,
                     Err(e) => return Ok(not_ok(e.code())),
                 };
+                // Defect: any 32-byte string passes as an MTP-UUID.
+                if agent.fault("codec-uuid-lenient")
+                    && MtpUuid::from_value(&v).is_err()
+                    && v.as_bytes().is_some_and(|b| b.len() == 32)
+                {
+                    return Ok(map(vec![
+                        ("ok", Value::Bool(true)),
+                        ("reencoded", Value::Bytes(bytes.to_vec())),
+                    ]));
+                }
                 Ok(match MtpUuid::from_value(&v) {
                     Ok(id) => match cbor::to_vec(&id.to_value()) {
                         Ok(re) => map(vec![
