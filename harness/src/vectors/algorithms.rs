@@ -114,11 +114,11 @@ fn pair(
     let mut doc = VectorDoc::new(id.clone(), &[REQS, extra].concat(), description)
         .input("a", labels_json(&a))
         .input("b", labels_json(&b))
-        .expect("valid", true)
-        .expect("selected", suite_json(&s));
+        .expected("valid", true)
+        .expected("selected", suite_json(&s));
     let ignored: Vec<String> = pa.ignored.iter().chain(&pb.ignored).cloned().collect();
     if !ignored.is_empty() {
-        doc = doc.expect("ignored_labels", json!(ignored));
+        doc = doc.expected("ignored_labels", json!(ignored));
     }
     Ok(doc.bytes(cbor::to_vec(&item).at(&id)?))
 }
@@ -148,9 +148,9 @@ fn refused(
     Ok(
         VectorDoc::new(id.clone(), &[REQS, extra].concat(), description)
             .input("a", labels_json(&a))
-            .expect("valid", false)
-            .expect("code", code)
-            .expect("error", err.to_string())
+            .expected("valid", false)
+            .expected("code", code)
+            .expected("error", err.to_string())
             .bytes(cbor::to_vec(&item).at(&id)?),
     )
 }

@@ -147,9 +147,9 @@ fn exact(name: &str, n: usize, g: &Game, extra: &[&'static str]) -> Result<Vecto
         json!(contributors.iter().map(Did::as_str).collect::<Vec<_>>()),
     )
     .input("coalition_values", Json::Array(table))
-    .expect("shapley_values", json!(phi))
-    .expect("grand_coalition_value", grand)
-    .expect(
+    .expected("shapley_values", json!(phi))
+    .expected("grand_coalition_value", grand)
+    .expected(
         "shares",
         json!(
             record
@@ -159,7 +159,7 @@ fn exact(name: &str, n: usize, g: &Game, extra: &[&'static str]) -> Result<Vecto
                 .collect::<Vec<_>>()
         ),
     )
-    .expect("tolerance", 1e-9)
+    .expected("tolerance", 1e-9)
     .codec(codec(true, None)?)
     .bytes(bytes))
 }
@@ -235,7 +235,7 @@ fn approximate(n: usize, permutations: u64) -> Result<VectorDoc, VectorError> {
     .input("seed_label", seed_label)
     .input("seed", hex::encode(s))
     .input("error_bound", ERROR_BOUND)
-    .expect(
+    .expected(
         "shares",
         json!(
             record
@@ -245,12 +245,12 @@ fn approximate(n: usize, permutations: u64) -> Result<VectorDoc, VectorError> {
                 .collect::<Vec<_>>()
         ),
     )
-    .expect(
+    .expected(
         "exact_shares",
         json!(exact_phi.iter().map(|p| p / grand).collect::<Vec<_>>()),
     )
-    .expect("max_abs_error", max_err)
-    .expect("coalitions_published", record.coalition_values.len())
+    .expected("max_abs_error", max_err)
+    .expected("coalitions_published", record.coalition_values.len())
     .codec(codec(true, None)?)
     .bytes(bytes))
 }
@@ -286,8 +286,8 @@ fn additivity() -> Result<VectorDoc, VectorError> {
     }
     let doc = exact(name, n, &sum, &["SPEC-III-G-1-I01"])?;
     Ok(doc
-        .expect("shapley_values_additive_part", json!(p1))
-        .expect("shapley_values_symmetric_part", json!(p2)))
+        .expected("shapley_values_additive_part", json!(p1))
+        .expected("shapley_values_symmetric_part", json!(p2)))
 }
 
 fn tampered() -> Result<VectorDoc, VectorError> {
@@ -340,9 +340,9 @@ fn tampered() -> Result<VectorDoc, VectorError> {
          Divergence.",
     )
     .input("base", format!("{FAMILY}/exact-n3-glove"))
-    .expect("valid", false)
-    .expect("code", code)
-    .expect("error", err.to_string())
+    .expected("valid", false)
+    .expected("code", code)
+    .expected("error", err.to_string())
     .codec(codec(false, Some(code))?)
     .bytes(bytes))
 }

@@ -225,9 +225,9 @@ fn broken(
     VectorDoc::new(id, &[REQS, reqs].concat(), description)
         .input("base", format!("{FAMILY}/trail"))
         .input("items", items.len())
-        .expect("valid", false)
-        .expect("first_failure", fault)
-        .expect("code", err.code().as_u16())
+        .expected("valid", false)
+        .expected("first_failure", fault)
+        .expected("code", err.code().as_u16())
         .sequence(&items)
 }
 
@@ -260,10 +260,10 @@ pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
              merkle_root is the RFC 6962 tree head over the entry hashes.",
         )
         .input("transaction_id", hex::encode(t.transaction_id()))
-        .expect("entries", entries_json(&entries, v)?)
-        .expect("valid", true)
-        .expect("final_state", final_state.name())
-        .expect("merkle_root", hex::encode(root))
+        .expected("entries", entries_json(&entries, v)?)
+        .expected("valid", true)
+        .expected("final_state", final_state.name())
+        .expected("merkle_root", hex::encode(root))
         .sequence(&good)?,
     ];
 
@@ -410,9 +410,9 @@ pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
         )
         .input("base", format!("{FAMILY}/trail"))
         .input("published_merkle_root", hex::encode(root))
-        .expect("chain_valid", true)
-        .expect("merkle_root", hex::encode(short_root))
-        .expect("matches_published_root", false)
+        .expected("chain_valid", true)
+        .expected("merkle_root", hex::encode(short_root))
+        .expected("matches_published_root", false)
         .sequence(&short_items)?,
     );
     files_of(&docs)

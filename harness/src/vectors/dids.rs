@@ -74,10 +74,10 @@ fn derivation(name: &str, label: &str, alg: SignatureAlgorithm) -> Result<Vector
         .input("seed", hex::encode(s))
         .input("algorithm", alg.label())
         .input("public_key", hex::encode(pk.as_bytes()))
-        .expect("public_key_length", pk.as_bytes().len())
-        .expect("public_key_sha256", hex::encode(digest))
-        .expect("method_specific_id", did.method_specific_id())
-        .expect("did", did.as_str())
+        .expected("public_key_length", pk.as_bytes().len())
+        .expected("public_key_sha256", hex::encode(digest))
+        .expected("method_specific_id", did.method_specific_id())
+        .expected("did", did.as_str())
         .bytes(cbor::to_vec(&item).at(&id)?))
 }
 
@@ -158,15 +158,15 @@ fn party_vector(p: &Party) -> Result<VectorDoc, VectorError> {
             "seeds",
             Json::Array(p.seeds.iter().map(|s| s.to_json()).collect()),
         )
-        .expect("did", p.did_str())
-        .expect(
+        .expected("did", p.did_str())
+        .expected(
             "initial_key_sha256",
             hex::encode(sha256(initial.as_bytes())),
         )
-        .expect("signature_keys", Json::Array(keys))
-        .expect("kem_keys", Json::Array(kems))
-        .expect("did_document", json_doc)
-        .expect("valid", true))
+        .expected("signature_keys", Json::Array(keys))
+        .expected("kem_keys", Json::Array(kems))
+        .expected("did_document", json_doc)
+        .expected("valid", true))
 }
 
 fn invalid_dids() -> Result<VectorDoc, VectorError> {
@@ -244,8 +244,8 @@ fn invalid_dids() -> Result<VectorDoc, VectorError> {
     )
     .input("slh_dsa_seed_label", "did/slh-dsa/1")
     .input("slh_dsa_public_key", hex::encode(slh.public_key().as_bytes()))
-    .expect("cases", Json::Array(out))
-    .expect(
+    .expected("cases", Json::Array(out))
+    .expected(
         "slh_dsa_derivation",
         json!({"valid": false, "error": slh_err.to_string(), "code": slh_err.code().as_u16()}),
     )

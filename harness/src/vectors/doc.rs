@@ -61,7 +61,8 @@ impl VectorDoc {
         self
     }
 
-    pub fn expect(mut self, key: &str, value: impl Into<Json>) -> Self {
+    /// Records an expected output of the vector.
+    pub fn expected(mut self, key: &str, value: impl Into<Json>) -> Self {
         self.expected.insert(key.to_owned(), value.into());
         self
     }

@@ -195,11 +195,11 @@ fn valid(name: &str, s: &Sealed, description: &str) -> Result<VectorDoc, VectorE
         .input("randomness_label", s.randomness_label.clone())
         .input("content_key", hex::encode(s.randomness.content_key))
         .input("iv", hex::encode(s.randomness.iv))
-        .expect("aad", hex::encode(&aad))
-        .expect("plaintext_sha256", hex::encode(sha256(&plaintext)))
-        .expect("ct", hex::encode(ct))
-        .expect("recipients", Json::Array(recipients))
-        .expect("opens", true)
+        .expected("aad", hex::encode(&aad))
+        .expected("plaintext_sha256", hex::encode(sha256(&plaintext)))
+        .expected("ct", hex::encode(ct))
+        .expected("recipients", Json::Array(recipients))
+        .expected("opens", true)
         .bytes(s.bytes.clone()))
 }
 
@@ -227,8 +227,8 @@ fn refused(
         .input("base", format!("{FAMILY}/{base}"))
         .input("subject", subject)
         .input("receiver_kid", receiver.0.kem_kid(receiver.1))
-        .expect("opens", false)
-        .expect("code", code)
+        .expected("opens", false)
+        .expected("code", code)
         .bytes(bytes))
 }
 

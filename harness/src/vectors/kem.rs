@@ -98,12 +98,12 @@ fn round_trip(alg: KemAlgorithm, n: u32) -> Result<VectorDoc, VectorError> {
         ),
     );
     Ok(header(doc, alg, &k)
-        .expect("ek", hex::encode(&k.ek))
-        .expect("ek_sha256", hex::encode(sha256(&k.ek)))
-        .expect("ek_length", k.ek.len())
-        .expect("ct", hex::encode(&ct))
-        .expect("ct_length", ct.len())
-        .expect("shared_secret", hex::encode(ss))
+        .expected("ek", hex::encode(&k.ek))
+        .expected("ek_sha256", hex::encode(sha256(&k.ek)))
+        .expected("ek_length", k.ek.len())
+        .expected("ct", hex::encode(&ct))
+        .expected("ct_length", ct.len())
+        .expected("shared_secret", hex::encode(ss))
         .bytes(cbor::to_vec(&item).at(&id)?))
 }
 
@@ -142,11 +142,11 @@ fn implicit_rejection(alg: KemAlgorithm) -> Result<VectorDoc, VectorError> {
     );
     Ok(header(doc, alg, &k)
         .input("ct", hex::encode(&bad))
-        .expect(
+        .expected(
             "shared_secret_of_the_unmodified_ciphertext",
             hex::encode(ss),
         )
-        .expect("implicit_rejection_key", hex::encode(rejected))
+        .expected("implicit_rejection_key", hex::encode(rejected))
         .bytes(cbor::to_vec(&item).at(&id)?))
 }
 
@@ -184,9 +184,9 @@ fn wrong_length(alg: KemAlgorithm) -> Result<VectorDoc, VectorError> {
     );
     Ok(header(doc, alg, &k)
         .input("ct", hex::encode(&short))
-        .expect("valid", false)
-        .expect("code", code)
-        .expect("error", err.to_string())
+        .expected("valid", false)
+        .expected("code", code)
+        .expected("error", err.to_string())
         .bytes(cbor::to_vec(&item).at(&id)?))
 }
 
@@ -232,9 +232,9 @@ fn invalid_ek(alg: KemAlgorithm) -> Result<VectorDoc, VectorError> {
     );
     Ok(header(doc, alg, &k)
         .input("ek", hex::encode(&bad))
-        .expect("valid", false)
-        .expect("code", code)
-        .expect("error", err.to_string())
+        .expected("valid", false)
+        .expected("code", code)
+        .expected("error", err.to_string())
         .bytes(cbor::to_vec(&item).at(&id)?))
 }
 

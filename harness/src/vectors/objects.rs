@@ -135,16 +135,16 @@ fn object_vector(e: &Entry) -> Result<VectorDoc, VectorError> {
         .input("rule", e.rule)
         .input("json", j)
         .input("signers", signers_json(e))
-        .expect("valid", true)
-        .expect("json_round_trip", round);
+        .expected("valid", true)
+        .expected("json_round_trip", round);
     if let Some(f) = e.signature_field() {
         let input = super::world::signing_input(&id, &e.value, f)?;
         doc = doc
-            .expect(
+            .expected(
                 "signing_input_sha256",
                 hex::encode(mtp_protocol::crypto::sha256(&input)),
             )
-            .expect("signature_field", f);
+            .expected("signature_field", f);
     }
     if let Some(codec) = e.codec {
         let mut ops = vec!["encode", "parse"];
@@ -272,12 +272,12 @@ fn nondeterministic(
     )
     .input("base", format!("{FAMILY}/{}", base.name))
     .input("mutation", name)
-    .expect("valid", false)
-    .expect("decode_error", format!("{kind:?}"))
-    .expect("error_offset", err.offset)
-    .expect("code", code);
+    .expected("valid", false)
+    .expected("decode_error", format!("{kind:?}"))
+    .expected("error_offset", err.offset)
+    .expected("code", code);
     if let Ok(c) = canonical {
-        doc = doc.expect(
+        doc = doc.expected(
             "deterministic_reencoding_sha256",
             hex::encode(mtp_protocol::crypto::sha256(&c)),
         );
@@ -348,11 +348,11 @@ fn invalid_vector(inv: &Invalid) -> Result<VectorDoc, VectorError> {
         ),
     )
     .input("base", format!("{FAMILY}/{}", base.name))
-    .expect("valid", false)
-    .expect("code", code)
-    .expect("error", err.to_string());
+    .expected("valid", false)
+    .expected("code", code)
+    .expected("error", err.to_string());
     if let Some(req) = err.requirement() {
-        doc = doc.expect("error_requirement", req);
+        doc = doc.expected("error_requirement", req);
     }
     if let Some(codec) = base.codec {
         let mut c = json!({
@@ -774,9 +774,9 @@ fn embedded_terms() -> Result<VectorDoc, VectorError> {
          so the Mandate is refused with 0101 (PROFILE G-01).",
     )
     .input("base", format!("{FAMILY}/mandate"))
-    .expect("valid", false)
-    .expect("code", code)
-    .expect("error", err.to_string())
+    .expected("valid", false)
+    .expected("code", code)
+    .expected("error", err.to_string())
     .codec(json!({"type": "mandate", "operations": ["parse"], "valid": false, "code": code}))
     .bytes(bytes))
 }
@@ -812,7 +812,7 @@ fn encoding_vector(
     }
     let all = cbor::to_vec(&Value::Array(items)).at(&id)?;
     Ok(VectorDoc::new(id, reqs, description)
-        .expect("cases", Json::Array(list))
+        .expected("cases", Json::Array(list))
         .bytes(all))
 }
 

@@ -63,8 +63,8 @@ fn registry() -> Result<VectorDoc, VectorError> {
          digits; on the wire a code is an unsigned integer (0101 travels as 101, 18 65). \
          L = code / 1000, S = (code / 100) mod 10, CC = code mod 100 (PROFILE G-15).",
     )
-    .expect("codes", Json::Array(list))
-    .expect("published_count", published)
+    .expected("codes", Json::Array(list))
+    .expected("published_count", published)
     .bytes(cbor::to_vec(&Value::Array(items)).at(&id)?))
 }
 
@@ -100,7 +100,7 @@ fn decoding() -> Result<VectorDoc, VectorError> {
          4 Informational), CC 00-99, at most 7499. 0 (S = 0), 1500 (S = 5), 7500 and 8100 \
          (no layer 8) are not codes; 7499 is well-formed but not registered.",
     )
-    .expect("cases", Json::Array(list))
+    .expected("cases", Json::Array(list))
     .bytes(cbor::to_vec(&Value::Array(items)).at(&id)?))
 }
 

@@ -65,19 +65,19 @@ fn case(
             item.push(("exponent", Value::from(u64::from(p.exponent))));
             item.push(("adjusted_minor", Value::Integer(p.adjusted_minor)));
             item.push(("reversal_minor", Value::Integer(p.reversal_minor)));
-            doc.expect("valid", true)
-                .expect("exponent", p.exponent)
-                .expect("amount_minor", p.amount_minor.to_string())
-                .expect("adjusted_minor", p.adjusted_minor.to_string())
-                .expect("reversal_minor", p.reversal_minor.to_string())
-                .expect("adjusted", p.adjusted().to_string())
-                .expect("reversal", p.reversal().to_string())
+            doc.expected("valid", true)
+                .expected("exponent", p.exponent)
+                .expected("amount_minor", p.amount_minor.to_string())
+                .expected("adjusted_minor", p.adjusted_minor.to_string())
+                .expected("reversal_minor", p.reversal_minor.to_string())
+                .expected("adjusted", p.adjusted().to_string())
+                .expected("reversal", p.reversal().to_string())
         }
         (Err(e), None) => {
             item.push(("code", Value::from(u64::from(e.code().as_u16()))));
-            doc.expect("valid", false)
-                .expect("code", e.code().as_u16())
-                .expect("error", e.to_string())
+            doc.expected("valid", false)
+                .expected("code", e.code().as_u16())
+                .expected("error", e.to_string())
         }
         (r, _) => {
             return Err(super::VectorError::SelfCheck {

@@ -336,8 +336,8 @@ fn vector(
         .input("signature_field", field)
         .input("signing_input_length", input.len())
         .input("signing_input_sha256", hex::encode(sha256(&input)))
-        .expect("signatures", Json::Array(sigs))
-        .expect("verification", code.is_none());
+        .expected("signatures", Json::Array(sigs))
+        .expected("verification", code.is_none());
     if input.len() <= super::doc::INLINE_MAX {
         doc = doc.input("signing_input", hex::encode(&input));
     }
@@ -348,7 +348,7 @@ fn vector(
         );
     }
     if let Some(c) = code {
-        doc = doc.expect("code", c);
+        doc = doc.expected("code", c);
     }
     if let Some(c) = verify_codec(e, verify_key.as_ref(), &peers, code.is_none(), code) {
         doc = doc.codec(c);

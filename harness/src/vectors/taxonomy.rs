@@ -85,7 +85,7 @@ fn classifiers() -> Result<Vec<VectorDoc>, VectorError> {
              example is accepted but not canonical), at most 256 characters, the first segment \
              one of the nine categories.",
         )
-        .expect("cases", Json::Array(ok.clone()))
+        .expected("cases", Json::Array(ok.clone()))
         .bytes(cbor::to_vec(&texts(&ok)).at(&id)?),
         VectorDoc::new(
             bad_id.clone(),
@@ -98,7 +98,7 @@ fn classifiers() -> Result<Vec<VectorDoc>, VectorError> {
             "Malformed classifiers, each refused (0103 where a classifier is a field): empty, \
              unknown category, empty segments, hyphen, space, nine segments, 257 characters.",
         )
-        .expect("cases", Json::Array(bad.clone()))
+        .expected("cases", Json::Array(bad.clone()))
         .bytes(cbor::to_vec(&texts(&bad)).at(&bad_id)?),
     ])
 }
@@ -152,7 +152,7 @@ fn dimensions() -> Result<VectorDoc, VectorError> {
          types. The cbor/offer-<category> vectors carry them; cbor/invalid/offer-<category>-\
          missing-<dimension> lack one (0103).",
     )
-    .expect("categories", Json::Array(out))
+    .expected("categories", Json::Array(out))
     .bytes(cbor::to_vec(&Value::Array(items)).at(&id)?))
 }
 

@@ -101,10 +101,10 @@ fn valid(
     .input("creator_did", creator)
     .input("random_seed_label", format!("uuid/{name}/random"))
     .input("random", hex::encode(r))
-    .expect("text", text.clone())
-    .expect("binary", hex::encode(id.as_bytes()))
-    .expect("source", hex::encode(source_of(creator)))
-    .expect(
+    .expected("text", text.clone())
+    .expected("binary", hex::encode(id.as_bytes()))
+    .expected("source", hex::encode(source_of(creator)))
+    .expected(
         "fields",
         json!({
             "version_type": hex::encode([id.as_bytes()[0]]),
@@ -142,9 +142,9 @@ fn invalid_text(name: &str, text: &str, why: &str) -> Result<VectorDoc, VectorEr
         &format!("Malformed MTP-UUID text form ({why}): refused with 0102 Malformed MTP-UUID (PROFILE G-29)."),
     )
     .input("text", text)
-    .expect("valid", false)
-    .expect("code", code)
-    .expect("error", err.to_string())
+    .expected("valid", false)
+    .expected("code", code)
+    .expected("error", err.to_string())
     .codec(json!({
         "type": "mtp_uuid",
         "operations": ["encode"],
@@ -177,9 +177,9 @@ fn invalid_binary(name: &str, item: Value, why: &str) -> Result<VectorDoc, Vecto
              refused with 0102 Malformed MTP-UUID (PROFILE G-29)."
         ),
     )
-    .expect("valid", false)
-    .expect("code", code)
-    .expect("error", err.to_string())
+    .expected("valid", false)
+    .expected("code", code)
+    .expected("error", err.to_string())
     .codec(json!({
         "type": "mtp_uuid",
         "operations": ["parse"],
