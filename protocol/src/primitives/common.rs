@@ -1446,6 +1446,26 @@ pub trait MultiSigned: Signed {
     fn signatures(&self) -> &[AgentSignature];
     fn signatures_mut(&mut self) -> &mut Vec<AgentSignature>;
 
+    /// A deterministic signature by `agent` over the signing input, which leaves out every
+    /// signature already present, so all participants sign the same bytes (PROFILE G-02).
+    fn sign_as(
+        &self,
+        agent: &str,
+        key: &SigningKey,
+        key_id: Option<String>,
+    ) -> Result<AgentSignature, ObjectError> {
+        let msg = self.try_signing_input().map_err(|e| {
+            signature_error::<Self>(Self::SIGNATURE_FIELD, SignatureFailure::Encoding(e))
+        })?;
+        Ok(AgentSignature {
+            agent: agent.to_owned(),
+            algorithm: key.algorithm().label().to_owned(),
+            key_id,
+            value: key.sign(&msg),
+            unknown: Map::new(),
+        })
+    }
+
     /// Appends a deterministic signature by `agent` (callers add them in participants order).
     fn add_signature(
         &mut self,
@@ -1453,17 +1473,8 @@ pub trait MultiSigned: Signed {
         key: &SigningKey,
         key_id: Option<String>,
     ) -> Result<(), ObjectError> {
-        let msg = self.try_signing_input().map_err(|e| {
-            signature_error::<Self>(Self::SIGNATURE_FIELD, SignatureFailure::Encoding(e))
-        })?;
-        let value = key.sign(&msg);
-        self.signatures_mut().push(AgentSignature {
-            agent: agent.to_owned(),
-            algorithm: key.algorithm().label().to_owned(),
-            key_id,
-            value,
-            unknown: Map::new(),
-        });
+        let sig = self.sign_as(agent, key, key_id)?;
+        self.signatures_mut().push(sig);
         Ok(())
     }
 

@@ -315,12 +315,7 @@ fn parse_draft(v: &Value) -> Result<Mandate, CommitmentError> {
 
 /// This agent's signature over the Mandate (every participant signs the same bytes).
 fn sign_mandate(agent: &Agent, m: &Mandate) -> Result<AgentSignature, CommitmentError> {
-    let mut t = m.clone();
-    t.signatures.clear();
-    t.add_signature(&agent.did(), &agent.keys.signing, key_id(agent))?;
-    t.signatures
-        .pop()
-        .ok_or_else(|| CommitmentError::Invalid("no signature produced".into()))
+    Ok(m.sign_as(&agent.did(), &agent.keys.signing, key_id(agent))?)
 }
 
 /// One participant's signature over the Mandate's signing input (4100 on failure).

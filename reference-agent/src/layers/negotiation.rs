@@ -1036,12 +1036,7 @@ pub fn build_terms(
 
 /// This agent's signature over `terms` (BIND-VII-C-05; PROFILE G-02).
 pub fn sign_terms(agent: &Agent, terms: &Terms) -> Result<AgentSignature, NegotiationError> {
-    let mut t = terms.clone();
-    t.signatures.clear();
-    t.add_signature(&agent.did(), &agent.keys.signing, key_id(agent))?;
-    t.signatures
-        .pop()
-        .ok_or_else(|| NegotiationError::Invalid("no Terms signature produced".into()))
+    Ok(terms.sign_as(&agent.did(), &agent.keys.signing, key_id(agent))?)
 }
 
 /// Checks one participant's signature over `terms`.
