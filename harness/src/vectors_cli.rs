@@ -4,23 +4,26 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Args;
-use mtp_protocol::cbor::Value;
-use mtp_reference_agent::services::control::{ClientError, ControlClient};
-use mtp_reference_agent::transport::sync::Fingerprint;
 
 use crate::iut;
 use crate::live::HarnessKeys;
+use crate::live::control::ControlChannel;
+use crate::live::vectors::Invoker;
 use crate::scenario::VectorOp;
 use crate::selfiut::{SelfIut, SelfIutOptions};
 use crate::vectors::external::{self, ExternalOptions};
-use crate::vectors::iut_check::{self, CheckStatus, ControlInvoker, InvokeError, VectorCheck};
+use crate::vectors::iut_check::{self, CheckStatus, VectorCheck};
 
 fn code(c: u8) -> ExitCode {
     ExitCode::from(c)
 }
+
+/// Connecting to the IUT's test-control service, and one codec action.
+const CONNECT: Duration = Duration::from_secs(10);
+const CALL: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug, Clone)]
 pub struct VerifyArgs {
@@ -58,35 +61,6 @@ pub struct ExternalArgs {
     /// Run at most this many slow cases (1 GiB SHA-256 inputs).
     #[arg(long)]
     pub limit_slow: Option<usize>,
-}
-
-/// The test-control client as the vector checker's invoker.
-struct Client(ControlClient);
-
-impl ControlInvoker for Client {
-    fn invoke(
-        &mut self,
-        action: &str,
-        args: Value,
-    ) -> impl std::future::Future<Output = Result<Value, InvokeError>> + Send {
-        let c = self.0.clone();
-        let action = action.to_owned();
-        async move {
-            c.invoke(&action, args).await.map_err(|e| match e {
-                ClientError::Action(a) => InvokeError {
-                    kind: a.kind().to_owned(),
-                    code: match &a {
-                        mtp_reference_agent::services::control::ControlError::Mtp {
-                            code, ..
-                        } => Some(code.as_u16()),
-                        _ => None,
-                    },
-                    message: a.to_string(),
-                },
-                other => InvokeError::transport(other.to_string()),
-            })
-        }
-    }
 }
 
 /// `mtp-cert vectors check-external DIR`.
@@ -180,11 +154,14 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             }
         };
         let inst = &s.instances[0];
-        let r = (
-            inst.control_endpoint.clone(),
-            inst.fingerprint.clone(),
-            keys,
-        );
+        let Some(fp) = iut::parse_fingerprint(&inst.fingerprint) else {
+            eprintln!(
+                "mtp-cert vectors verify: bad fingerprint {}",
+                inst.fingerprint
+            );
+            return code(3);
+        };
+        let r = (inst.control_endpoint.clone(), fp, keys);
         own = Some(s);
         r
     } else {
@@ -208,13 +185,9 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         let first = &desc.endpoints;
         (
             first.control.address.to_string(),
-            format!("sha256:{}", hex::encode(first.control.fingerprint)),
+            first.control.fingerprint,
             keys,
         )
-    };
-    let Ok(fp) = Fingerprint::from_str(&fingerprint) else {
-        eprintln!("mtp-cert vectors verify: bad fingerprint {fingerprint}");
-        return code(2);
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,10 +200,13 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let client = ControlClient::connect(&endpoint, fp, keys.tls())
+        let control = ControlChannel::connect(&endpoint, fingerprint, keys.tls(), CONNECT)
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
-        let mut c = Client(client);
+        let mut c = Invoker {
+            control,
+            timeout: CALL,
+        };
         let mut all: Vec<(String, Vec<VectorCheck>)> = Vec::new();
         for f in &families {
             let checks = iut_check::check_iut_in(&dir, &mut c, f, &[], &ops)
