@@ -344,13 +344,7 @@ pub fn run_reference_agent(config: &Path) -> std::process::ExitCode {
                 return ExitCode::from(3);
             }
         };
-        let ready = serde_json::json!({
-            "did": running.agent.did(),
-            "listen": running.sync_endpoint(),
-            "control_endpoint": running.control_endpoint(),
-            "tls_fingerprint": running.agent.tls.fingerprint.to_string(),
-        });
-        println!("{ready}");
+        println!("{}", running.ready_line());
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             while std::io::stdin()

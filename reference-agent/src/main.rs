@@ -470,15 +470,7 @@ async fn serve(cfg: AgentConfig, seed: [u8; 32]) -> Result<(), CliError> {
         e => CliError::Runtime(e.to_string()),
     })?;
     // One JSON line on stdout for scripts: where the agent is and who it is.
-    let ready = serde_json::json!({
-        "did": running.agent.did(),
-        "sync_endpoint": running.agent.document().sync_endpoint()
-            .map(|s| format!("grpcs://{}:{}", s.host, s.port)),
-        "listen": running.sync_endpoint(),
-        "control_endpoint": running.control_endpoint(),
-        "tls_fingerprint": running.agent.tls.fingerprint.to_string(),
-    });
-    print_line(&ready.to_string());
+    print_line(&running.ready_line());
     wait_for_signal().await;
     tracing::info!("shutting down");
     running

@@ -83,6 +83,20 @@ impl RunningAgent {
         self.control.as_ref().map(SyncServer::endpoint)
     }
 
+    /// The one JSON line a started agent prints on stdout for scripts and parent processes:
+    /// who it is and where it listens.
+    pub fn ready_line(&self) -> String {
+        serde_json::json!({
+            "did": self.agent.did(),
+            "sync_endpoint": self.agent.document().sync_endpoint()
+                .map(|s| format!("grpcs://{}:{}", s.host, s.port)),
+            "listen": self.sync_endpoint(),
+            "control_endpoint": self.control_endpoint(),
+            "tls_fingerprint": self.agent.tls.fingerprint.to_string(),
+        })
+        .to_string()
+    }
+
     /// Stops the NATS consumers (unacknowledged messages are redelivered to the next run),
     /// then the servers, letting open calls finish.
     pub async fn shutdown(self) -> Result<(), ServerError> {
