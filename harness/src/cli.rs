@@ -27,11 +27,16 @@ use crate::scenario::{self, Scenario};
 
 /// The default scenario folder: `scenarios/` of the working directory, else the repository's.
 pub fn default_scenarios() -> PathBuf {
-    let local = PathBuf::from("scenarios");
+    repo_folder("scenarios")
+}
+
+/// `name/` of the working directory when it exists, else the repository's.
+pub fn repo_folder(name: &str) -> PathBuf {
+    let local = PathBuf::from(name);
     if local.is_dir() {
         return local;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
     if repo.is_dir() { repo } else { local }
 }
 

@@ -178,12 +178,7 @@ pub fn write(dir: &Path, files: &[VectorFile]) -> Result<(), VectorError> {
 /// The corpus folder: `./vectors` when it exists, else the repository's `vectors/`
 /// (as `cli::default_scenarios` finds `scenarios/`).
 pub fn default_corpus() -> PathBuf {
-    let local = PathBuf::from("vectors");
-    if local.is_dir() {
-        return local;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
-    if repo.is_dir() { repo } else { local }
+    crate::cli::repo_folder("vectors")
 }
 
 /// Every file of the corpus under `dir` (README and manifest included): its path relative
