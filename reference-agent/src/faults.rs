@@ -97,10 +97,15 @@ pub const CORE_FAULTS: &[Fault] = &[
     },
 ];
 
+/// Defects of algorithm negotiation, protocol versioning and JSON conversion (BIND X, IV-C;
+/// SPEC VIII-B, XII).
+pub const AGILITY_FAULTS: &[Fault] = &[];
+
 /// Every defect of the agent.
 pub fn all() -> impl Iterator<Item = &'static Fault> {
     [
         CORE_FAULTS,
+        AGILITY_FAULTS,
         layers::identity::FAULTS,
         layers::discovery::FAULTS,
         layers::negotiation::FAULTS,
