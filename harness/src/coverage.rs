@@ -5,7 +5,9 @@
 //!
 //! A requirement is *covered* when a scenario of the selection cites it, or — for a `vector`
 //! requirement — when the vector manifest (`vectors/manifest.json`, format `mtp-vectors/1`)
-//! lists it. `process` requirements are never counted as testable.
+//! lists it. An umbrella requirement (catalogue field `parts`: "MUST implement all seven layers")
+//! is covered only when every testable MUST requirement it is made of is covered, and its
+//! verdict is the worst of theirs. `process` requirements are never counted as testable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -203,6 +205,9 @@ pub struct RequirementCoverage {
     pub scenarios: Vec<Citation>,
     /// Vectors of the manifest that list it (they cover only `vector` requirements).
     pub vectors: Vec<String>,
+    /// For an umbrella requirement: its testable MUST parts (it is covered when they all are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     pub covered: bool,
     /// The worst last verdict of its scenarios (fail, error, inconclusive, pass,
     /// not_applicable); `None` when none of them has a result.
@@ -219,6 +224,9 @@ pub struct Uncovered {
     /// The fragment carrying this keyword when the sentence has several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clause: Option<String>,
+    /// For an umbrella requirement: its testable MUST parts not covered yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts_missing: Vec<String>,
 }
 
 impl Uncovered {
@@ -359,6 +367,20 @@ pub fn coverage_of(
         ignored_results: ignored.into_iter().collect(),
         ..LastRun::default()
     });
+    // Direct coverage: citations, and vectors for `vector` requirements.
+    let mut direct: BTreeMap<&str, (bool, Option<Verdict>)> = BTreeMap::new();
+    for r in cat.entries() {
+        let cites = cited.get(r.id.as_str());
+        let covered = cites.is_some_and(|m| !m.is_empty())
+            || (r.testability == Testability::Vector && listed.contains_key(r.id.as_str()));
+        let verdict = cites
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|id| verdicts.get(id).copied())
+            .max_by_key(|v| severity(*v));
+        direct.insert(r.id.as_str(), (covered, verdict));
+    }
+
     let mut rows = Vec::with_capacity(cat.len());
     let mut uncovered_must = Vec::new();
     let mut untestable = Vec::new();
@@ -379,12 +401,28 @@ pub fn coverage_of(
             .get(r.id.as_str())
             .map(|s| s.iter().map(|v| (*v).to_owned()).collect())
             .unwrap_or_default();
-        let covered =
-            !citations.is_empty() || (r.testability == Testability::Vector && !vecs.is_empty());
-        let verdict = citations
-            .iter()
-            .filter_map(|c| c.verdict)
-            .max_by_key(|v| severity(*v));
+        let (mut covered, mut verdict) = direct.get(r.id.as_str()).copied().unwrap_or_default();
+        // An umbrella is covered only through its parts: every testable MUST part covered;
+        // its verdict is the worst of theirs and its own citations'.
+        let parts: Vec<&Requirement> = cat
+            .parts_of(r)
+            .into_iter()
+            .filter(|p| p.testable() && p.level() == Level::Must)
+            .collect();
+        let mut parts_missing = Vec::new();
+        if !r.parts.is_empty() {
+            for p in &parts {
+                let (c, v) = direct.get(p.id.as_str()).copied().unwrap_or_default();
+                if !c {
+                    parts_missing.push(p.id.clone());
+                }
+                verdict = [verdict, v]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|v| severity(*v));
+            }
+            covered = !parts.is_empty() && parts_missing.is_empty();
+        }
         let level = r.level();
         totals.requirements += 1;
         if r.testable() {
@@ -402,11 +440,15 @@ pub fn coverage_of(
                 .add(level, covered);
             if level == Level::Must {
                 if !covered {
-                    uncovered_must.push(uncovered(r));
+                    let mut u = uncovered(r);
+                    u.parts_missing = parts_missing.clone();
+                    uncovered_must.push(u);
                 } else if let Some(run) = run.as_mut() {
                     match verdict {
                         Some(v) => run.must_verdicts.add(v),
-                        None if citations.is_empty() => run.must_vectors_only += 1,
+                        None if citations.is_empty() && r.parts.is_empty() => {
+                            run.must_vectors_only += 1
+                        }
                         None => run.must_not_run += 1,
                     }
                 }
@@ -429,6 +471,7 @@ pub fn coverage_of(
             testability: r.testability,
             scenarios: citations,
             vectors: vecs,
+            parts: parts.iter().map(|p| p.id.clone()).collect(),
             covered,
             verdict,
         });
@@ -454,6 +497,7 @@ fn uncovered(r: &Requirement) -> Uncovered {
         testability: r.testability,
         text: r.text.clone(),
         clause: r.clause.clone(),
+        parts_missing: Vec::new(),
     }
 }
 
@@ -482,6 +526,9 @@ impl RequirementCoverage {
             })
             .collect();
         parts.extend(self.vectors.iter().map(|v| format!("vector:{v}")));
+        if !self.parts.is_empty() {
+            parts.push(format!("through {} parts", self.parts.len()));
+        }
         if parts.is_empty() {
             "-".to_owned()
         } else {
@@ -663,6 +710,15 @@ impl Coverage {
                 u.testability.name(),
                 short(u.statement(), 100)
             );
+            if !u.parts_missing.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  {:<wid$}  {:<10}  parts not covered: {}",
+                    "",
+                    "",
+                    u.parts_missing.join(", ")
+                );
+            }
         }
         let _ = writeln!(o);
         let _ = writeln!(o, "Not testable by software ({}):", self.untestable.len());

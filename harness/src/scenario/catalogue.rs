@@ -105,6 +105,12 @@ pub struct Requirement {
     pub gaps: Vec<String>,
     /// Line (from 1) in the plain-text edition of the document named in `meta.sources`.
     pub source_line: u32,
+    /// For an umbrella statement ("MUST implement all seven layers"): the requirements it is
+    /// made of — ids, or `§<section>` (this document) / `<doc> §<section>` selectors that take
+    /// every entry of that section and its subsections. Coverage counts an umbrella covered only
+    /// when every testable MUST part is ([`Catalogue::parts_of`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 impl Requirement {
@@ -185,6 +191,40 @@ impl Catalogue {
     }
 
     /// Entries with a keyword (the `requirements` section).
+    /// The requirements `r.parts` names (document order, without `r` itself and without other
+    /// umbrellas); empty when `r` has no parts.
+    pub fn parts_of(&self, r: &Requirement) -> Vec<&Requirement> {
+        let mut out: Vec<&Requirement> = Vec::new();
+        for sel in &r.parts {
+            for e in self.select(&r.doc, sel) {
+                if e.id != r.id && e.parts.is_empty() && !out.iter().any(|o| o.id == e.id) {
+                    out.push(e);
+                }
+            }
+        }
+        out.sort_by_key(|e| self.index.get(&e.id).copied());
+        out
+    }
+
+    /// The entries one `parts` selector names (see [`Requirement::parts`]).
+    fn select<'a>(&'a self, doc: &str, selector: &str) -> Vec<&'a Requirement> {
+        let (doc, section) = match selector.split_once('§') {
+            Some((d, sec)) if d.trim().is_empty() => (doc, sec.trim()),
+            Some((d, sec)) => (d.trim(), sec.trim()),
+            None => return self.get(selector).into_iter().collect(),
+        };
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.doc == doc
+                    && (e.section == section
+                        || e.section
+                            .strip_prefix(section)
+                            .is_some_and(|rest| rest.starts_with('-')))
+            })
+            .collect()
+    }
+
     pub fn keyword_entries(&self) -> impl Iterator<Item = &Requirement> {
         self.entries.iter().filter(|r| !r.is_implicit())
     }
@@ -214,6 +254,8 @@ pub enum CatalogueError {
     NoReason(String),
     #[error("requirements catalogue: `{0}`: untestable_reason on a testable entry")]
     StrayReason(String),
+    #[error("requirements catalogue: `{id}`: part `{part}` names no requirement")]
+    Part { id: String, part: String },
 }
 
 #[derive(Deserialize)]
@@ -249,12 +291,23 @@ pub fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
             return Err(CatalogueError::Duplicate(r.id.clone()));
         }
     }
-    Ok(Catalogue {
+    let cat = Catalogue {
         title: raw.meta.title,
         sources: raw.meta.sources,
         entries,
         index,
-    })
+    };
+    for r in &cat.entries {
+        for part in &r.parts {
+            if cat.select(&r.doc, part).iter().all(|e| e.id == r.id) {
+                return Err(CatalogueError::Part {
+                    id: r.id.clone(),
+                    part: part.clone(),
+                });
+            }
+        }
+    }
+    Ok(cat)
 }
 
 fn check(r: &Requirement, implicit: bool, sources: &[Source]) -> Result<(), CatalogueError> {
