@@ -174,7 +174,7 @@ pub fn write_reports(results: &RunResults, out: &Path, gate: Option<Gate>) -> Re
     match write_all(results, out, &opts) {
         Ok(ws) => {
             for w in ws {
-                println!("report: {} ({} bytes)", w.path.display(), w.bytes);
+                crate::outln!("report: {} ({} bytes)", w.path.display(), w.bytes);
             }
             Ok(())
         }
@@ -200,7 +200,7 @@ pub fn exit_with_gate(results: &RunResults, gate: Option<&Gate>) -> u8 {
     match gate {
         Some(g) => {
             for l in g.lines() {
-                println!("{l}");
+                crate::outln!("{l}");
             }
             g.exit_code
         }
@@ -240,7 +240,7 @@ fn write_bundle(
     mtp_reports::write_atomic(&path, &bytes).map_err(|e| e.to_string())?;
     let verified = bundle::verify(&bytes)
         .map_err(|e| format!("the bundle just written does not verify: {e}"))?;
-    println!(
+    crate::outln!(
         "bundle: {} ({} bytes), signed by {}",
         path.display(),
         bytes.len(),
@@ -263,8 +263,8 @@ pub fn bundle_command(cmd: &BundleCommand) -> ExitCode {
             };
             match bundle::verify(&bytes) {
                 Ok(v) => {
-                    println!("{v}");
-                    println!("signature: valid");
+                    crate::outln!("{v}");
+                    crate::outln!("signature: valid");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -402,14 +402,14 @@ pub fn certify(args: &CertifyArgs) -> ExitCode {
             Ok(s) => s,
             Err(c) => return c,
         };
-        println!(
+        crate::outln!(
             "self IUT: {} reference agent(s) ({}), harness {}",
             s.iut.instances.len(),
             s.description_path.display(),
             s.keys.fingerprint()
         );
         for inst in &s.iut.instances {
-            println!("  {} {} log {}", inst.name, inst.did, inst.log.display());
+            crate::outln!("  {} {} log {}", inst.name, inst.did, inst.log.display());
         }
         let replay = ReplaySpec {
             iut: String::new(),
@@ -488,7 +488,7 @@ pub fn certify(args: &CertifyArgs) -> ExitCode {
         }
     };
     cli::print_summary(&out.results.summary);
-    println!(
+    crate::outln!(
         "seed {}; results: {}",
         out.results.header.seed,
         out.results_path.display()
@@ -640,7 +640,7 @@ pub fn mutants(args: &MutantsArgs) -> ExitCode {
             },
             suite_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        println!("defect {fault}: {} scenario(s)", list.len());
+        crate::outln!("defect {fault}: {} scenario(s)", list.len());
         let r = rt.block_on(run_live(
             Arc::new(desc),
             setup.keys.clone(),
@@ -663,9 +663,9 @@ pub fn mutants(args: &MutantsArgs) -> ExitCode {
                 Verdict::Pass => "survived",
                 other => other.name(),
             };
-            println!("  {outcome:<12} {}", r.scenario_id);
+            crate::outln!("  {outcome:<12} {}", r.scenario_id);
             if outcome != "killed" {
-                println!("    {}", r.reason);
+                crate::outln!("    {}", r.reason);
             }
             outcomes.push(MutantOutcome {
                 scenario_id: r.scenario_id.clone(),
@@ -679,13 +679,13 @@ pub fn mutants(args: &MutantsArgs) -> ExitCode {
     let killed = outcomes.iter().filter(|o| o.outcome == "killed").count();
     let not_killed: Vec<&MutantOutcome> =
         outcomes.iter().filter(|o| o.outcome != "killed").collect();
-    println!(
+    crate::outln!(
         "{killed} of {} (scenario, defect) pairs killed; {} scenario(s) without killed_by",
         outcomes.len(),
         unproven.len()
     );
     for u in &unproven {
-        println!("  unproven {u}");
+        crate::outln!("  unproven {u}");
     }
     let doc = serde_json::json!({
         "format": "mtp-cert-mutants/1",
@@ -699,7 +699,7 @@ pub fn mutants(args: &MutantsArgs) -> ExitCode {
         eprintln!("mtp-cert mutants: {e}");
         return code(3);
     }
-    println!("mutants: {}", path.display());
+    crate::outln!("mutants: {}", path.display());
     if !not_killed.is_empty() || (args.strict && !unproven.is_empty()) {
         code(1)
     } else {

@@ -170,7 +170,7 @@ pub struct ValidateArgs {
 
 /// `mtp-cert ics-template`.
 pub fn ics_template() -> ExitCode {
-    print!("{}", iut::TEMPLATE);
+    crate::out!("{}", iut::TEMPLATE);
     ExitCode::SUCCESS
 }
 
@@ -184,7 +184,7 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
     match scenario::load_paths(&paths) {
         Ok(s) => {
             let steps: usize = s.iter().map(|s| s.setup.len() + s.steps.len()).sum();
-            println!("{} scenarios, {steps} steps: valid", s.len());
+            crate::outln!("{} scenarios, {steps} steps: valid", s.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -207,12 +207,14 @@ pub fn list(args: &ListArgs) -> ExitCode {
         .max()
         .unwrap_or(2)
         .max(2);
-    println!(
+    crate::outln!(
         "{:<w$}  {:<12}  {:<6}  requirements",
-        "id", "layer", "level"
+        "id",
+        "layer",
+        "level"
     );
     for s in &scenarios {
-        println!(
+        crate::outln!(
             "{:<w$}  {:<12}  {:<6}  {}",
             s.id,
             s.layer.name(),
@@ -220,7 +222,7 @@ pub fn list(args: &ListArgs) -> ExitCode {
             s.requirements.join(", ")
         );
     }
-    println!("{} scenarios", scenarios.len());
+    crate::outln!("{} scenarios", scenarios.len());
     ExitCode::SUCCESS
 }
 
@@ -272,13 +274,13 @@ impl Progress for LineProgress {
         self.total = total;
         self.n = already_done;
         if already_done > 0 {
-            println!("resuming: {already_done} of {total} scenarios already have a verdict");
+            crate::outln!("resuming: {already_done} of {total} scenarios already have a verdict");
         }
     }
     fn finished(&mut self, r: &ScenarioResult) {
         self.n += 1;
         let w = self.total.to_string().len();
-        println!(
+        crate::outln!(
             "[{:>w$}/{}] {:<12} {} ({} ms)",
             self.n,
             self.total,
@@ -288,7 +290,7 @@ impl Progress for LineProgress {
         );
         if needs_detail(r) {
             for l in failure_lines(r) {
-                println!("{l}");
+                crate::outln!("{l}");
             }
         }
     }
@@ -337,13 +339,19 @@ pub fn progress() -> Box<dyn Progress> {
 
 pub fn print_summary(s: &RunSummary) {
     let c = &s.counts;
-    println!(
+    crate::outln!(
         "{} scenarios: {} pass, {} fail, {} inconclusive, {} error, {} not applicable ({} ms)",
-        s.total, c.pass, c.fail, c.inconclusive, c.error, c.not_applicable, s.wall_ms
+        s.total,
+        c.pass,
+        c.fail,
+        c.inconclusive,
+        c.error,
+        c.not_applicable,
+        s.wall_ms
     );
     for level in Level::ALL {
         if let Some(lc) = s.by_level.get(&level) {
-            println!(
+            crate::outln!(
                 "  {:<6} {} pass, {} fail, {} inconclusive, {} error, {} n/a",
                 level.keyword(),
                 lc.pass,
@@ -355,18 +363,18 @@ pub fn print_summary(s: &RunSummary) {
         }
     }
     if !s.warnings.is_empty() {
-        println!(
+        crate::outln!(
             "warnings (SHOULD scenarios failed): {}",
             s.warnings.join(", ")
         );
     }
     match s.outcome {
-        RunOutcome::Certified => println!("CERTIFIED: every applicable MUST scenario passed"),
-        RunOutcome::Failed => println!(
+        RunOutcome::Certified => crate::outln!("CERTIFIED: every applicable MUST scenario passed"),
+        RunOutcome::Failed => crate::outln!(
             "NOT CERTIFIED: MUST scenarios not passed: {}",
             s.mandatory_not_passed.join(", ")
         ),
-        RunOutcome::InfrastructureError => println!(
+        RunOutcome::InfrastructureError => crate::outln!(
             "INCOMPLETE: infrastructure errors in {}",
             s.errors.join(", ")
         ),
@@ -468,7 +476,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     };
     print_summary(&out.results.summary);
-    println!(
+    crate::outln!(
         "seed {}; results: {}",
         out.results.header.seed,
         out.results_path.display()
@@ -559,7 +567,7 @@ pub fn finish_replay(out: &RunOutput) -> ExitCode {
 
 /// One scenario with its steps and evidence, for `replay`.
 pub fn print_result(r: &ScenarioResult) {
-    println!(
+    crate::outln!(
         "{} {} — {} (seed {}, {} ms)",
         r.verdict.label(),
         r.scenario_id,
@@ -567,10 +575,10 @@ pub fn print_result(r: &ScenarioResult) {
         r.seed,
         r.duration_ms
     );
-    println!("  requirements: {}", r.requirements.join(", "));
-    println!("  {}", r.reason);
+    crate::outln!("  requirements: {}", r.requirements.join(", "));
+    crate::outln!("  {}", r.reason);
     for s in &r.steps {
-        println!(
+        crate::outln!(
             "  [{}] {:<12} {} {}",
             s.index,
             s.verdict.label(),
@@ -578,15 +586,18 @@ pub fn print_result(r: &ScenarioResult) {
             s.description
         );
         if let Some(e) = &s.expected {
-            println!("        expected: {e}");
+            crate::outln!("        expected: {e}");
         }
         if let Some(o) = &s.observed {
-            println!("        observed: {o}");
+            crate::outln!("        observed: {o}");
         }
         for t in &s.transcript {
-            println!(
+            crate::outln!(
                 "        {:?} {} {}: {}",
-                t.direction, t.channel, t.frame_type, t.diag
+                t.direction,
+                t.channel,
+                t.frame_type,
+                t.diag
             );
         }
     }

@@ -976,13 +976,13 @@ pub fn run_coverage(args: &CoverageArgs) -> ExitCode {
                 eprintln!("mtp-cert coverage: cannot write {}: {e}", p.display());
                 return ExitCode::from(3);
             }
-            println!(
+            crate::outln!(
                 "coverage report: {} (testable MUST coverage {})",
                 p.display(),
                 cov.must().text()
             );
         }
-        None => print!("{report}"),
+        None => crate::out!("{report}"),
     }
     match args.fail_under {
         Some(f) if cov.must().below(f) => {

@@ -7,6 +7,27 @@
 //!   [`runner::StepExecutor`] trait the live executors implement.
 //! - [`cli`]: the `mtp-cert run | list | replay | validate | ics-template` commands.
 
+/// `println!` that never panics: a closed standard output (`mtp-cert … | head`) loses only the
+/// console text; the run goes on and its results and reports are still written.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`outln!`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let mut o = ::std::io::stdout().lock();
+        let _ = ::std::write!(o, $($arg)*);
+        let _ = o.flush();
+    }};
+}
+
 pub mod certify;
 pub mod cli;
 pub mod coverage;

@@ -110,10 +110,10 @@ fn vectors_generate(out: &std::path::Path) -> ExitCode {
             eprintln!("mtp-cert vectors generate: {e}");
             return ExitCode::FAILURE;
         }
-        println!("{}: {} files", family.name, family.files.len());
+        mtp_harness::outln!("{}: {} files", family.name, family.files.len());
         total += family.files.len();
     }
-    println!("{total} files written under {}", out.display());
+    mtp_harness::outln!("{total} files written under {}", out.display());
     ExitCode::SUCCESS
 }
 

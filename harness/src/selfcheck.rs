@@ -677,7 +677,7 @@ pub fn run(seed: u64, out: &Path, only: Option<&str>) -> ExitCode {
             Ok(d) => ("PASS", d.as_str()),
             Err(d) => ("FAIL", d.as_str()),
         };
-        println!(
+        mtp_harness::outln!(
             "{mark}  {:<32} {}  [{}]  {detail}",
             check.id,
             check.title,
@@ -690,18 +690,18 @@ pub fn run(seed: u64, out: &Path, only: Option<&str>) -> ExitCode {
         });
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    println!("\n{} passed, {} failed", outcomes.len() - failed, failed);
+    mtp_harness::outln!("\n{} passed, {} failed", outcomes.len() - failed, failed);
     if let Err(e) = write_reports(seed, out, &outcomes) {
         eprintln!("error: cannot write reports to {}: {e}", out.display());
         return ExitCode::from(2);
     }
-    println!(
+    mtp_harness::outln!(
         "reports: {}/self-check.json, {}/self-check.md",
         out.display(),
         out.display()
     );
     if failed > 0 {
-        println!("replay: mtp-cert self-check --seed {seed}");
+        mtp_harness::outln!("replay: mtp-cert self-check --seed {seed}");
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -344,7 +344,7 @@ pub fn run_reference_agent(config: &Path) -> std::process::ExitCode {
                 return ExitCode::from(3);
             }
         };
-        println!("{}", running.ready_line());
+        crate::outln!("{}", running.ready_line());
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             while std::io::stdin()

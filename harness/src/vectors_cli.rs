@@ -70,7 +70,7 @@ pub fn check_external(args: &ExternalArgs) -> ExitCode {
     };
     match external::check_external(&args.dir, &opts) {
         Ok(reports) => {
-            print!("{}", external::render_table(&reports));
+            crate::out!("{}", external::render_table(&reports));
             let failed: usize = reports.iter().map(|r| r.failed).sum();
             if failed > 0 {
                 eprintln!("mtp-cert vectors check-external: {failed} unexplained failure(s)");
@@ -231,28 +231,31 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
 
 fn report(all: &[(String, Vec<VectorCheck>)], verbose: bool, dir: &Path) -> ExitCode {
     let (mut p, mut f, mut u) = (0, 0, 0);
-    println!(
+    crate::outln!(
         "{:<14} {:>7} {:>7} {:>12}",
-        "family", "passed", "failed", "unsupported"
+        "family",
+        "passed",
+        "failed",
+        "unsupported"
     );
     for (family, checks) in all {
         let (fp, ff, fu) = iut_check::summary(checks);
-        println!("{family:<14} {fp:>7} {ff:>7} {fu:>12}");
+        crate::outln!("{family:<14} {fp:>7} {ff:>7} {fu:>12}");
         p += fp;
         f += ff;
         u += fu;
     }
-    println!("{:<14} {p:>7} {f:>7} {u:>12}", "all");
+    crate::outln!("{:<14} {p:>7} {f:>7} {u:>12}", "all");
     for (_, checks) in all {
         for c in checks {
             if c.status == CheckStatus::Failed || verbose {
-                println!("  {c}");
+                crate::outln!("  {c}");
             }
         }
     }
-    println!("corpus: {}", dir.display());
+    crate::outln!("corpus: {}", dir.display());
     if f > 0 {
-        println!("FAILED: {f} vector check(s)");
+        crate::outln!("FAILED: {f} vector check(s)");
         code(1)
     } else {
         ExitCode::SUCCESS

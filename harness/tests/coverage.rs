@@ -471,3 +471,66 @@ fn cli_entry() {
     a.scenarios = vec![dir.path().join("no-such-folder")];
     assert_eq!(run_coverage(&a), ExitCode::from(2));
 }
+
+/// An umbrella ("MUST implement all four primitives") is covered only through its parts: every
+/// testable MUST requirement of SPEC II-A..II-D, and its verdict is the worst of theirs.
+#[test]
+fn umbrella_requirements_are_covered_through_their_parts() {
+    let cat = catalogue::catalogue().unwrap();
+    let umbrella = cat.get("SPEC-II-01").unwrap();
+    let parts: Vec<&str> = cat
+        .parts_of(umbrella)
+        .into_iter()
+        .filter(|p| p.testable() && p.mandatory())
+        .map(|p| p.id.as_str())
+        .collect();
+    assert!(parts.len() > 10, "{parts:?}");
+    assert!(parts.iter().all(|p| p.starts_with("SPEC-II-")));
+    assert!(!parts.contains(&"SPEC-II-01"));
+
+    let yaml = |id: &str, reqs: &[&str]| {
+        parse_str(&scenario_yaml(id, "MUST", reqs), Path::new("u.yaml")).unwrap()
+    };
+    // Citing the umbrella itself does not cover it.
+    let cov = coverage(&yaml("FIX-U-001", &["SPEC-II-01"]), None);
+    let row = cov
+        .requirements
+        .iter()
+        .find(|r| r.id == "SPEC-II-01")
+        .unwrap();
+    assert!(!row.covered);
+    let u = cov
+        .uncovered_must
+        .iter()
+        .find(|u| u.id == "SPEC-II-01")
+        .unwrap();
+    assert_eq!(u.parts_missing.len(), parts.len());
+
+    // Every part cited but one: still uncovered, naming the missing part.
+    let all_but_one = yaml("FIX-U-002", &parts[1..]);
+    let cov = coverage(&all_but_one, None);
+    let u = cov
+        .uncovered_must
+        .iter()
+        .find(|u| u.id == "SPEC-II-01")
+        .unwrap();
+    assert_eq!(u.parts_missing, [parts[0].to_owned()]);
+
+    // Every part cited: covered, with the worst verdict of the parts.
+    let mut both = yaml("FIX-U-003", &parts[1..]);
+    both.extend(yaml("FIX-U-004", &parts[..1]));
+    let results = [
+        result("FIX-U-003", Verdict::Pass),
+        result("FIX-U-004", Verdict::Fail),
+    ];
+    let cov = coverage(&both, Some(&results));
+    let row = cov
+        .requirements
+        .iter()
+        .find(|r| r.id == "SPEC-II-01")
+        .unwrap();
+    assert!(row.covered);
+    assert_eq!(row.verdict, Some(Verdict::Fail));
+    assert_eq!(row.parts.len(), parts.len());
+    assert!(!cov.uncovered_must.iter().any(|u| u.id == "SPEC-II-01"));
+}
