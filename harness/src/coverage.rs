@@ -288,6 +288,164 @@ pub struct Coverage {
     /// Ids cited by a scenario or listed by a vector that the catalogue does not hold, as
     /// `<scenario or vector:id>: <requirement id>`.
     pub unknown_ids: Vec<String>,
+    /// Every code of the error registry (BIND XI and the profile's codes) with the scenarios
+    /// that expect it — as a refusal, a control error or an audited code.
+    pub error_codes: Vec<CodeCoverage>,
+    /// Every allowed transition of PROFILE G-18 with the scenarios whose expected history
+    /// runs through it, and the triggering events scenarios expect in the audit trail.
+    pub transitions: Vec<TransitionCoverage>,
+}
+
+/// One registry code and the scenarios that provoke it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CodeCoverage {
+    /// Four digits (`0104`).
+    pub code: String,
+    pub description: &'static str,
+    /// Published in BIND XI (else a code of this profile, PROFILE G-14).
+    pub published: bool,
+    pub scenarios: Vec<String>,
+}
+
+/// One allowed `(from, to)` pair of the state machine and the scenarios that observe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransitionCoverage {
+    pub from: &'static str,
+    pub to: &'static str,
+    /// Scenarios whose `expect_state.history` contains the pair.
+    pub scenarios: Vec<String>,
+    /// Triggering events of the pair (PROFILE G-18) with the scenarios that expect them in
+    /// the audit trail (`expect_audit.events`).
+    pub events: Vec<(String, Vec<String>)>,
+}
+
+/// Codes a `match` template requires: the integer (or four-digit text) value of a `code` or
+/// `failure_classification` key anywhere in it (an error object, a termination's `error`, a
+/// failed Receipt's classification).
+fn codes_in_match(t: &crate::scenario::template::Template, out: &mut BTreeSet<u16>) {
+    use crate::scenario::template::{Template, TextPart};
+    match t {
+        Template::Map(entries) => {
+            for (k, v) in entries {
+                let is_code_key = matches!(k, Template::Text(tt)
+                    if matches!(tt.0.as_slice(), [TextPart::Lit(k)] if k == "code" || k == "failure_classification"));
+                if is_code_key {
+                    match v {
+                        Template::Int(n) => out.extend(u16::try_from(*n).ok()),
+                        Template::Text(tt) => {
+                            if let [TextPart::Lit(s)] = tt.0.as_slice() {
+                                out.extend(s.parse::<u16>().ok());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                codes_in_match(v, out);
+            }
+        }
+        Template::Array(items) => items.iter().for_each(|i| codes_in_match(i, out)),
+        _ => {}
+    }
+}
+
+/// The error codes each scenario expects (refusals, control errors, audited codes, codes in
+/// the messages it matches).
+fn codes_expected(s: &Scenario) -> BTreeSet<u16> {
+    use crate::scenario::{Expectation, StepKind};
+    let mut out = BTreeSet::new();
+    for step in s.all_steps() {
+        match &step.kind {
+            StepKind::Expect(e) => match &e.what {
+                Expectation::Error { codes, .. } => out.extend(codes.iter().copied()),
+                Expectation::Message {
+                    matches: Some(m), ..
+                }
+                | Expectation::Response {
+                    matches: Some(m), ..
+                } => codes_in_match(m, &mut out),
+                _ => {}
+            },
+            StepKind::Control(c) => out.extend(c.expect_error.iter().flatten().copied()),
+            StepKind::ExpectAudit(a) => out.extend(a.codes.iter().copied()),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn code_coverage(scenarios: &[Scenario]) -> Vec<CodeCoverage> {
+    use mtp_protocol::errors::ErrorCode;
+    let per: Vec<(&str, BTreeSet<u16>)> = scenarios
+        .iter()
+        .map(|s| (s.id.as_str(), codes_expected(s)))
+        .collect();
+    ErrorCode::ALL
+        .iter()
+        .map(|c| {
+            let n = c.as_u16();
+            CodeCoverage {
+                code: format!("{n:04}"),
+                description: c.description(),
+                published: c.is_published(),
+                scenarios: per
+                    .iter()
+                    .filter(|(_, codes)| codes.contains(&n))
+                    .map(|(id, _)| (*id).to_owned())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn transition_coverage(scenarios: &[Scenario]) -> Vec<TransitionCoverage> {
+    use crate::live::transitions::{ALLOWED, EVENTS};
+    use crate::scenario::StepKind;
+    let mut pairs: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    let mut events: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in scenarios {
+        for step in s.all_steps() {
+            match &step.kind {
+                StepKind::ExpectState(e) => {
+                    for w in e.history.as_deref().unwrap_or_default().windows(2) {
+                        pairs
+                            .entry((w[0].as_str(), w[1].as_str()))
+                            .or_default()
+                            .insert(s.id.as_str());
+                    }
+                }
+                StepKind::ExpectAudit(a) => {
+                    for ev in &a.events {
+                        events.entry(ev.as_str()).or_default().insert(s.id.as_str());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let ids = |set: Option<&BTreeSet<&str>>| -> Vec<String> {
+        set.into_iter().flatten().map(|s| (*s).to_owned()).collect()
+    };
+    ALLOWED
+        .iter()
+        .map(|&(from, to)| TransitionCoverage {
+            from,
+            to,
+            scenarios: ids(pairs.get(&(from, to))),
+            events: EVENTS
+                .iter()
+                .filter(|(f, _, t)| *f == from && *t == to)
+                .map(|(_, ev, _)| ((*ev).to_owned(), ids(events.get(ev))))
+                .chain((to == "failed").then(|| {
+                    let fatal: BTreeSet<&str> = events
+                        .iter()
+                        .filter(|(ev, _)| ev.starts_with("fatal_error."))
+                        .flat_map(|(_, ids)| ids.iter().copied())
+                        .collect();
+                    ("fatal_error.<code>".to_owned(), ids(Some(&fatal)))
+                }))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Coverage of the embedded catalogue by `scenarios` (the selection), with the last verdicts
@@ -487,6 +645,8 @@ pub fn coverage_of(
         uncovered_must,
         untestable,
         unknown_ids: unknown.into_iter().collect(),
+        error_codes: code_coverage(scenarios),
+        transitions: transition_coverage(scenarios),
     }
 }
 
@@ -534,6 +694,15 @@ impl RequirementCoverage {
         } else {
             parts.join(", ")
         }
+    }
+}
+
+/// `N (A, B, C…)` or `-`.
+fn count_or_dash(ids: &[String]) -> String {
+    match ids.len() {
+        0 => "-".to_owned(),
+        n if n <= 3 => format!("{n} ({})", ids.join(", ")),
+        n => format!("{n} ({}, …)", ids[..3].join(", ")),
     }
 }
 
@@ -729,6 +898,41 @@ impl Coverage {
                 u.id, u.applied_keyword, u.reason
             );
         }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "Error registry codes expected by scenarios (a refusal, a control error, an audited code or a code in a matched message):"
+        );
+        for c in &self.error_codes {
+            let _ = writeln!(
+                o,
+                "  {} {:<40} {:<9} {}",
+                c.code,
+                c.description,
+                if c.published { "BIND XI" } else { "profile" },
+                count_or_dash(&c.scenarios)
+            );
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "State-machine transitions (PROFILE G-18): scenarios whose expected history runs through each, and the triggering events expected in audit trails:"
+        );
+        for t in &self.transitions {
+            let evs: Vec<String> = t
+                .events
+                .iter()
+                .map(|(e, ids)| format!("{e} {}", ids.len()))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {:<12} → {:<12} {:<4} {}",
+                t.from,
+                t.to,
+                t.scenarios.len(),
+                evs.join(", ")
+            );
+        }
         if !self.unknown_ids.is_empty() {
             let _ = writeln!(o);
             let _ = writeln!(
@@ -806,6 +1010,39 @@ impl Coverage {
                     md(&u.reason)
                 );
             }
+        }
+        let _ = writeln!(
+            o,
+            "\n## Error registry codes expected by scenarios\n\n| code | description | registry | scenarios |\n|---|---|---|---|"
+        );
+        for c in &self.error_codes {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                c.code,
+                md(c.description),
+                if c.published { "BIND XI" } else { "profile" },
+                md(&count_or_dash(&c.scenarios))
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n## State-machine transitions (PROFILE G-18)\n\n| from | to | scenarios (history) | triggering events (scenarios auditing them) |\n|---|---|---|---|"
+        );
+        for t in &self.transitions {
+            let evs: Vec<String> = t
+                .events
+                .iter()
+                .map(|(e, ids)| format!("`{e}` {}", ids.len()))
+                .collect();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                t.from,
+                t.to,
+                md(&count_or_dash(&t.scenarios)),
+                evs.join(", ")
+            );
         }
         if !self.unknown_ids.is_empty() {
             let _ = writeln!(o, "\n## Ids not in the catalogue\n");

@@ -57,11 +57,18 @@ use crate::transport::sync::framing::Rpc;
 use super::verification::{self as plumbing, committed_deal, deal_terms};
 
 /// Deliberate defects of this layer (`crate::faults`).
-pub const FAULTS: &[crate::faults::Fault] = &[crate::faults::Fault {
-    name: "attribution-absolute-shares",
-    breaks: "SPEC-III-G-2-02",
-    description: "records each contributor's Shapley value instead of its share of v(N)",
-}];
+pub const FAULTS: &[crate::faults::Fault] = &[
+    crate::faults::Fault {
+        name: "attribution-absolute-shares",
+        breaks: "SPEC-III-G-2-02",
+        description: "records each contributor's Shapley value instead of its share of v(N)",
+    },
+    crate::faults::Fault {
+        name: "attribution-trusts-shares",
+        breaks: "SPEC-III-G-2-04 SPEC-III-G-1-01",
+        description: "keeps a received Attribution Record without recomputing its shares (no 7100)",
+    },
+];
 
 /// Share error bound when the configuration gives none (approximate only).
 pub const DEFAULT_ERROR_BOUND: f64 = 0.01;
@@ -667,7 +674,11 @@ pub fn accept_record(
     if signer.is_none() {
         return Err(AttributeError::Signature(sender.to_owned()));
     }
-    let shares = verify_record(record)?;
+    let shares = if agent.fault("attribution-trusts-shares") {
+        record.contributors.iter().map(|c| c.share).collect()
+    } else {
+        verify_record(record)?
+    };
     if agent.attribution.get(&deal.id).is_none() {
         agent.attribution.put(deal.id, record.clone());
     }
