@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use mtp_protocol::cbor::Value;
-use mtp_protocol::crypto::{PublicKey, SignatureAlgorithm};
+use mtp_protocol::crypto::{PublicKey, SignatureAlgorithm, sha256};
 use mtp_protocol::identity::DidDocument;
 use mtp_protocol::uuid::MtpUuid;
 use mtp_protocol::wire::{self, EnvelopeHeader, EnvelopeRandomness, RecipientKey};
 use mtp_reference_agent::transport::nats::{AsyncTransport, TransportOptions};
 
 use super::channels::{Inbound, Shared};
+use super::oracle::IvOracle;
 use super::persona::Persona;
 
 /// Why a NATS operation failed (infrastructure).
@@ -28,6 +29,8 @@ pub enum NatsFailure {
 #[derive(Clone, Debug)]
 pub struct NatsLink {
     transport: AsyncTransport,
+    /// IVs of every envelope of the IUT seen on this link (BIND-VI-D-02).
+    ivs: Arc<std::sync::Mutex<IvOracle>>,
 }
 
 impl NatsLink {
@@ -40,7 +43,10 @@ impl NatsLink {
         let transport = AsyncTransport::connect(url, options)
             .await
             .map_err(|e| NatsFailure::Broker(e.to_string()))?;
-        Ok(NatsLink { transport })
+        Ok(NatsLink {
+            transport,
+            ivs: Arc::default(),
+        })
     }
 
     /// Seals `body` for the IUT's keyAgreement keys and signs the envelope as `persona`
@@ -52,6 +58,7 @@ impl NatsLink {
         msg_id: Value,
         persona: &mut Persona,
         iut_document: &str,
+        reuse_iv: bool,
     ) -> Result<Vec<u8>, NatsFailure> {
         let doc = DidDocument::from_json(iut_document)
             .map_err(|e| NatsFailure::Envelope(format!("IUT DID Document: {e}")))?;
@@ -74,7 +81,21 @@ impl NatsLink {
             sender: persona.did.clone(),
             msg_id,
         };
-        let randomness = EnvelopeRandomness::draw(persona.rng(), recipients.len());
+        let randomness = if reuse_iv {
+            last_randomness(&persona.did)
+                .filter(|r| r.per_recipient.len() == recipients.len())
+                .ok_or_else(|| {
+                    NatsFailure::Envelope(
+                        "reused_iv: the persona sealed no envelope for these recipients before"
+                            .into(),
+                    )
+                })?
+        } else {
+            let mut r = EnvelopeRandomness::draw(persona.rng(), recipients.len());
+            salt(&mut r, &persona.did);
+            r
+        };
+        remember_randomness(&persona.did, &randomness);
         let key_id = persona.key_id.clone();
         wire::seal(
             subject,
@@ -112,6 +133,35 @@ impl NatsLink {
         iut_document: String,
         shared: Arc<Shared>,
     ) -> Result<tokio::task::JoinHandle<()>, NatsFailure> {
+        self.subscribe_with(pattern, kem_kid, kem, iut_document, shared, false)
+            .await
+    }
+
+    /// Subscribes to a broadcast subject (discovery, PROFILE G-06): only envelopes the IUT
+    /// sealed for the persona are queued; the others (other senders, other recipients) are
+    /// not the harness's business.
+    pub async fn subscribe_broadcast(
+        &self,
+        subject: &str,
+        kem_kid: String,
+        kem: mtp_protocol::crypto::DecapsulationKey,
+        iut_document: String,
+        shared: Arc<Shared>,
+    ) -> Result<tokio::task::JoinHandle<()>, NatsFailure> {
+        self.subscribe_with(subject, kem_kid, kem, iut_document, shared, true)
+            .await
+    }
+
+    async fn subscribe_with(
+        &self,
+        pattern: &str,
+        kem_kid: String,
+        kem: mtp_protocol::crypto::DecapsulationKey,
+        iut_document: String,
+        shared: Arc<Shared>,
+        broadcast: bool,
+    ) -> Result<tokio::task::JoinHandle<()>, NatsFailure> {
+        let ivs = self.ivs.clone();
         let mut sub = self
             .transport
             .client()
@@ -138,6 +188,21 @@ impl NatsLink {
                         wire::open(&subject, &payload, &pk, &kem_kid, &kem)
                             .map_err(|e| e.to_string())
                     });
+                if broadcast {
+                    let iut = shared.iut_did();
+                    let ours = wire::peek_sender(&payload).is_ok_and(|(h, _)| h.sender == iut)
+                        && !matches!(&opened, Err(w) if w.contains("recipient"));
+                    if !ours {
+                        continue;
+                    }
+                }
+                let opened = opened.and_then(|o| {
+                    ivs.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .check(&payload)
+                        .map(|()| o)
+                        .map_err(|v| format!("{}: {} — {}", v.requirement, v.expected, v.observed))
+                });
                 let item = match opened {
                     Ok(o) => {
                         let iut = shared.iut_did();
@@ -153,6 +218,62 @@ impl NatsLink {
                 shared.inbox.push(&channel, item);
             }
         }))
+    }
+}
+
+/// The randomness (content key, IVs, KEM randomness) of each persona's last envelope, for
+/// the `reused_iv` fault (BIND-VI-D-I01). Keyed by the persona's DID, which the scenario
+/// seed makes unique.
+static LAST_RANDOMNESS: std::sync::Mutex<Vec<(String, EnvelopeRandomness)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Makes the seed-derived envelope randomness unique to this moment (BIND-VI-D-02,
+/// BIND-VI-D-03; PROFILE G-40): the same scenario seed run twice against one IUT would
+/// otherwise repeat (content key, IV) pairs under the IUT's long-term key, which the IUT
+/// must refuse (0104). The content key, the KEM randomness and every IV are XORed with a
+/// stream keyed by the time, the process, a counter and the persona.
+fn salt(r: &mut EnvelopeRandomness, did: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let input = format!(
+        "mtp-cert/envelope-salt/1\0{did}\0{nanos}\0{}\0{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut rng = mtp_protocol::crypto::SeededRng::from_seed(sha256(input.as_bytes()));
+    fn xor<const N: usize>(dst: &mut [u8; N], src: [u8; N]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d ^= s;
+        }
+    }
+    xor(&mut r.content_key, rng.bytes());
+    xor(&mut r.iv, rng.bytes());
+    for (m, iv) in &mut r.per_recipient {
+        xor(m, rng.bytes());
+        xor(iv, rng.bytes());
+    }
+}
+
+fn last_randomness(did: &str) -> Option<EnvelopeRandomness> {
+    LAST_RANDOMNESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .rev()
+        .find(|(d, _)| d == did)
+        .map(|(_, r)| r.clone())
+}
+
+fn remember_randomness(did: &str, r: &EnvelopeRandomness) {
+    let mut g = LAST_RANDOMNESS.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|(d, _)| d != did);
+    g.push((did.to_owned(), r.clone()));
+    // Bounded: only recent personas matter.
+    if g.len() > 256 {
+        g.remove(0);
     }
 }
 

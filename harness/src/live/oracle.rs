@@ -76,6 +76,62 @@ pub struct Checked {
     pub hash: [u8; 32],
 }
 
+/// BIND-VI-D-02 (PROFILE G-40): the IVs of the MTPAsync envelopes the IUT sends — the
+/// payload `iv` and every recipient `iv` — never repeat across different envelopes. A
+/// 96-bit IV drawn from a CSPRNG (or session id ‖ counter) repeats with negligible
+/// probability; a repeat shows IVs that are not generated per encryption. The same
+/// envelope seen twice (a broadcast on two subscriptions, a redelivery) is not a repeat.
+#[derive(Debug, Default)]
+pub struct IvOracle {
+    /// IV → SHA-256 of the envelope's `ct` that used it first.
+    seen: std::collections::HashMap<[u8; 12], [u8; 32]>,
+}
+
+impl IvOracle {
+    /// Records the IVs of `payload` (a det-CBOR `nats-envelope`); a violation when one was
+    /// already used by another envelope.
+    pub fn check(&mut self, payload: &[u8]) -> Result<(), Violation> {
+        let Ok(v) = cbor::from_slice_lenient(payload) else {
+            return Ok(());
+        };
+        let ct = sha256(v.get("ct").and_then(Value::as_bytes).unwrap_or_default());
+        let mut ivs: Vec<[u8; 12]> = Vec::new();
+        if let Some(iv) = v
+            .get("iv")
+            .and_then(Value::as_bytes)
+            .and_then(|b| b.try_into().ok())
+        {
+            ivs.push(iv);
+        }
+        if let Some(Value::Array(rs)) = v.get("recipients") {
+            ivs.extend(
+                rs.iter()
+                    .filter_map(|r| r.get("iv").and_then(Value::as_bytes))
+                    .filter_map(|b| <[u8; 12]>::try_from(b).ok()),
+            );
+        }
+        for iv in ivs {
+            match self.seen.get(&iv) {
+                Some(first) if *first != ct => {
+                    return Err(Violation {
+                        requirement: "BIND-VI-D-02",
+                        expected: "a fresh IV for each AES-256-GCM encryption of an MTPAsync envelope (PROFILE G-40)".into(),
+                        observed: format!(
+                            "IV {} already used by an earlier envelope of the IUT",
+                            hex::encode(iv)
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.seen.insert(iv, ct);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks the bytes of a gRPC frame from the IUT (`mtp.v1.Frame.cbor`).
 pub fn check_frame(
     bytes: &[u8],

@@ -207,6 +207,19 @@ pub fn seal_envelope(
         sender: sender.did.to_owned(),
         msg_id: message.msg_id.clone(),
     };
+    // Defect `nats-iv-constant`: every envelope uses the same IVs (BIND-VI-D-02).
+    let constant;
+    let randomness = if crate::transport::test_fault("nats-iv-constant") {
+        let mut r = randomness.clone();
+        r.iv = [0x4d; 12];
+        for (_, iv) in &mut r.per_recipient {
+            *iv = [0x4e; 12];
+        }
+        constant = r;
+        &constant
+    } else {
+        randomness
+    };
     let payload = wire::seal(
         message.subject,
         &header,
@@ -283,13 +296,75 @@ pub fn open_received(
     own_keys: &[(&str, &DecapsulationKey)],
     lookup: &dyn SenderKeyLookup,
 ) -> Result<Opened, EnvelopeError> {
-    open_payload(
+    let opened = open_payload(
         message.subject(),
         message.payload(),
         message.header(super::jetstream::MSG_ID_HEADER),
         own_keys,
         lookup,
-    )
+    )?;
+    if !crate::transport::test_fault("nats-iv-reuse-accepted") {
+        track_received_ivs(message.payload(), own_keys)?;
+    }
+    Ok(opened)
+}
+
+/// Every (content key, IV) and (KEK, wrap IV) pair of the envelopes this process opened
+/// (BIND-VI-D-03; PROFILE G-40). Keys are kept as SHA-256 fingerprints.
+static RECEIVED_IVS: std::sync::Mutex<Option<IvTracker>> = std::sync::Mutex::new(None);
+
+/// Records the pairs of an opened envelope; a repeated pair is refused with 0104
+/// (BIND-VI-D-I01, Fatal).
+fn track_received_ivs(
+    payload: &[u8],
+    own_keys: &[(&str, &DecapsulationKey)],
+) -> Result<(), EnvelopeError> {
+    let crypto = |e: CryptoError| EnvelopeError::Wire(WireError::Crypto(e));
+    let v = mtp_protocol::cbor::from_slice(payload).map_err(WireError::from)?;
+    let iv: [u8; 12] = v
+        .get("iv")
+        .and_then(Value::as_bytes)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| shape("envelope.iv must be 12 bytes"))?;
+    let recipients = v
+        .get("recipients")
+        .and_then(Value::as_array)
+        .ok_or_else(|| shape("envelope.recipients must be an array"))?;
+    let Some((kid, key, mine)) = own_keys.iter().find_map(|(kid, key)| {
+        recipients
+            .iter()
+            .find(|e| e.get("kid").and_then(Value::as_text) == Some(kid))
+            .map(|e| (*kid, *key, e))
+    }) else {
+        return Ok(());
+    };
+    let field = |k: &str| {
+        mine.get(k)
+            .and_then(Value::as_bytes)
+            .ok_or_else(|| shape("envelope recipient field missing"))
+    };
+    let wrap_iv: [u8; 12] = field("iv")?
+        .try_into()
+        .map_err(|_| shape("recipient iv must be 12 bytes"))?;
+    let shared = key.decapsulate(field("kem_ct")?).map_err(crypto)?;
+    let mut info = b"MTP-NATS-v1".to_vec();
+    info.extend_from_slice(kid.as_bytes());
+    let mut kek = [0u8; 32];
+    mtp_protocol::crypto::hkdf_sha256(&shared, &[], &info, &mut kek).map_err(crypto)?;
+    let content_key: [u8; 32] =
+        mtp_protocol::crypto::aead::open(&kek, &wrap_iv, &[], field("wrapped_key")?)
+            .map_err(crypto)?
+            .try_into()
+            .map_err(|_| shape("wrapped key must be 32 bytes"))?;
+    let mut guard = RECEIVED_IVS.lock().unwrap_or_else(|p| p.into_inner());
+    let tracker = guard.get_or_insert_with(IvTracker::new);
+    if tracker.contains(&content_key, &iv) || tracker.contains(&kek, &wrap_iv) {
+        return Err(EnvelopeError::IvReuse(CryptoError::IvReuse));
+    }
+    tracker
+        .check_and_record(&content_key, &iv)
+        .and_then(|()| tracker.check_and_record(&kek, &wrap_iv))
+        .map_err(EnvelopeError::IvReuse)
 }
 
 impl AsyncTransport {

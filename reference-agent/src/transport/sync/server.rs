@@ -60,8 +60,15 @@ pub enum ServerError {
 
 /// A TLS stream accepted under the profile, carrying its [`SessionInfo`].
 pub struct SyncStream {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    inner: Inner,
     info: SessionInfo,
+}
+
+/// The accepted connection: TLS, or (only under the defect `sync-accept-plaintext`) bare
+/// TCP carrying HTTP/2 without TLS.
+enum Inner {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain(TcpStream),
 }
 
 impl SyncStream {
@@ -83,7 +90,10 @@ impl AsyncRead for SyncStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        match &mut self.get_mut().inner {
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+            Inner::Plain(t) => Pin::new(t).poll_read(cx, buf),
+        }
     }
 }
 
@@ -93,15 +103,24 @@ impl AsyncWrite for SyncStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        match &mut self.get_mut().inner {
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+            Inner::Plain(t) => Pin::new(t).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        match &mut self.get_mut().inner {
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+            Inner::Plain(t) => Pin::new(t).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        match &mut self.get_mut().inner {
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+            Inner::Plain(t) => Pin::new(t).poll_shutdown(cx),
+        }
     }
 
     fn poll_write_vectored(
@@ -109,11 +128,17 @@ impl AsyncWrite for SyncStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        match &mut self.get_mut().inner {
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_write_vectored(cx, bufs),
+            Inner::Plain(t) => Pin::new(t).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Inner::Tls(t) => t.is_write_vectored(),
+            Inner::Plain(t) => t.is_write_vectored(),
+        }
     }
 }
 
@@ -248,14 +273,49 @@ async fn accept_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // Defect `sync-accept-plaintext`: a connection that does not start with a TLS
+            // handshake record (0x16) is served as HTTP/2 without TLS (SPEC-VII-A-03).
+            if crate::transport::test_fault("sync-accept-plaintext") {
+                let mut first = [0u8; 1];
+                if matches!(tcp.peek(&mut first).await, Ok(1) if first[0] != 0x16) {
+                    let info = plaintext_session(&tcp);
+                    let _ = tx
+                        .send(Ok(SyncStream {
+                            inner: Inner::Plain(tcp),
+                            info,
+                        }))
+                        .await;
+                    return;
+                }
+            }
             match tls::accept(&acceptor, tcp, timeout, &pins).await {
                 Ok((inner, info)) => {
                     events.emit(TransportEvent::Established(info.clone()));
                     // A closed channel means the server is shutting down.
-                    let _ = tx.send(Ok(SyncStream { inner, info })).await;
+                    let _ = tx
+                        .send(Ok(SyncStream {
+                            inner: Inner::Tls(Box::new(inner)),
+                            info,
+                        }))
+                        .await;
                 }
                 Err(refused) => events.emit(TransportEvent::HandshakeRefused(refused)),
             }
         });
+    }
+}
+
+/// The session of a plaintext connection (defect `sync-accept-plaintext` only).
+fn plaintext_session(tcp: &TcpStream) -> SessionInfo {
+    SessionInfo {
+        side: tls::Side::Server,
+        peer_addr: tcp.peer_addr().ok(),
+        local_addr: tcp.local_addr().ok(),
+        peer_fingerprint: super::certs::Fingerprint::of_der(&[]),
+        peer_label: None,
+        protocol_version: rustls::ProtocolVersion::Unknown(0),
+        cipher_suite: rustls::CipherSuite::Unknown(0),
+        kx_group: rustls::NamedGroup::Unknown(0),
+        alpn: b"h2c".to_vec(),
     }
 }

@@ -428,7 +428,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        !crate::transport::test_fault("tls-server-no-client-auth")
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -441,7 +441,10 @@ impl ClientCertVerifier for PinnedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        check_peer_certificate(end_entity, intermediates, |fp| self.pins.contains(fp))?;
+        let unpinned = crate::transport::test_fault("tls-server-unpinned");
+        check_peer_certificate(end_entity, intermediates, |fp| {
+            unpinned || self.pins.contains(fp)
+        })?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -494,7 +497,10 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        check_peer_certificate(end_entity, intermediates, |fp| *fp == self.expected)?;
+        let unpinned = crate::transport::test_fault("tls-client-unpinned");
+        check_peer_certificate(end_entity, intermediates, |fp| {
+            unpinned || *fp == self.expected
+        })?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -528,7 +534,22 @@ pub fn server_config(
     pins: PinSet,
     kx: KxPolicy,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(crypto_provider(kx));
+    let mut provider = crypto_provider(kx);
+    if crate::transport::test_fault("tls-server-any-cipher") {
+        provider.cipher_suites = vec![
+            aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ];
+    }
+    if crate::transport::test_fault("tls-server-ecdh-groups") {
+        provider.kx_groups.extend([
+            aws_lc_rs::kx_group::X25519MLKEM768,
+            aws_lc_rs::kx_group::X25519,
+            aws_lc_rs::kx_group::SECP256R1,
+        ]);
+    }
+    let provider = Arc::new(provider);
     let verifier = Arc::new(PinnedClientVerifier::new(pins, &provider));
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -646,7 +667,16 @@ fn session_info(
         peer_fingerprint: fp,
         detail: detail.to_owned(),
     };
-    let Some(cert) = conn.peer_certificates().and_then(<[_]>::first) else {
+    // Defect `tls-server-no-client-auth`: an anonymous client gets the fingerprint of
+    // an empty certificate.
+    let anonymous =
+        side == Side::Server && crate::transport::test_fault("tls-server-no-client-auth");
+    let empty = CertificateDer::from(Vec::new());
+    let peer_cert = conn
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .or(anonymous.then_some(&empty));
+    let Some(cert) = peer_cert else {
         let reason = match side {
             Side::Server => RefusalReason::NoClientCertificate,
             Side::Client => RefusalReason::BadCertificate,
