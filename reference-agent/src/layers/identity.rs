@@ -105,11 +105,67 @@ pub const FAULTS: &[crate::faults::Fault] = &[
         breaks: "BIND-II-B-01",
         description: "answers a peer DID Resolution Request for its own DID only from its registry (1200 otherwise)",
     },
+    crate::faults::Fault {
+        name: "resolution-no-retry",
+        breaks: "SPEC-VI-02, SPEC-VI-I03",
+        description: "a DID resolution failing on both paths (1200, Recoverable) is escalated at once, without a retry",
+    },
+    crate::faults::Fault {
+        name: "resolution-retry-beyond-limit",
+        breaks: "SPEC-VI-02",
+        description: "a DID resolution failing with 1200 is retried up to 10 times instead of RETRY_LIMIT (3)",
+    },
+    crate::faults::Fault {
+        name: "resolution-retry-without-backoff",
+        breaks: "SPEC-VI-02",
+        description: "a DID resolution failing with 1200 is retried at once, without the G-08 back-off",
+    },
+    crate::faults::Fault {
+        name: "resolution-skips-update-chain",
+        breaks: "BIND-II-B-03",
+        description: "trusts the document of a peer's DID resolution response without verifying its update history",
+    },
+    crate::faults::Fault {
+        name: "registry-indexes-unverified-history",
+        breaks: "BIND-II-B-04",
+        description: "as a registry, keeps and serves a peer's DID history even when its updates do not verify",
+    },
+    crate::faults::Fault {
+        name: "registry-latest-version-only",
+        breaks: "BIND-II-B-05",
+        description: "as a registry, answers only the latest version of a DID Document (earlier versions: 1200)",
+    },
+    crate::faults::Fault {
+        name: "did-update-signed-by-new-key",
+        breaks: "BIND-II-B-03",
+        description: "signs its own key-rotating DID Update Transaction with the new authentication key instead of the current one",
+    },
+    crate::faults::Fault {
+        name: "did-update-not-published",
+        breaks: "BIND-II-B-I02",
+        description: "update_did changes the DID Document but publishes no DID Update Transaction (resolution keeps serving the old version)",
+    },
+    crate::faults::Fault {
+        name: "present-every-disclosure",
+        breaks: "SPEC-III-A-1-07",
+        description: "an SD-JWT presentation discloses every provisioned claim, ignoring the claims asked for",
+    },
+    crate::faults::Fault {
+        name: "present-credential-without-proof",
+        breaks: "SPEC-III-A-1-04",
+        description: "presents its delegation credential in an SD-JWT presentation with its Data Integrity proof stripped",
+    },
 ];
 
 /// Test-control actions of this layer (docs/iut-contract.md); `delegate` is an extension
 /// (sub-delegation, SPEC-III-A-2-03).
-pub const ACTIONS: &[&str] = &["provision", "resolve_did", "revoke_credential", "delegate"];
+pub const ACTIONS: &[&str] = &[
+    "provision",
+    "resolve_did",
+    "revoke_credential",
+    "delegate",
+    "update_did",
+];
 
 /// Deadline of one resolution call on one path (PROFILE G-32: a timeout is 1200).
 pub const RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,8 +191,16 @@ struct Inner {
     range_secret: Option<[u8; 32]>,
     /// The hidden limit of the last link, known to the holder (PROFILE G-36).
     hidden_limit: Option<PriceSpec>,
-    /// This agent's own DID Document history (version 1 signed by its initial key).
-    history: Option<DidHistory>,
+    /// This agent's own DID Update Transactions as published, version 1 first (signed by
+    /// its initial key; each later one by the authentication key it replaces, BIND-II-B-03).
+    own_updates: Vec<DidUpdate>,
+    /// The current authentication key and its DID URL once rotated (`update_did`); the
+    /// initial key before.
+    auth_key: Option<(mtp_protocol::crypto::SigningKey, String)>,
+    /// Key rotations so far (`update_did`).
+    rotations: u32,
+    /// Registry defect `registry-indexes-unverified-history`: peer answers kept unverified.
+    unverified: BTreeMap<String, DidResolutionResponse>,
     /// Verified histories of other DIDs (served when this agent is a registry).
     registry: Registry,
     /// Roles given to peers by `add_peer` (`agent`, `index`, `registry`, `principal`).
@@ -370,6 +434,7 @@ pub async fn control(agent: &Agent, action: &str, args: &Value) -> Option<Contro
         "resolve_did" => control_resolve(agent, args).await,
         "revoke_credential" => control_revoke(agent, args).await,
         "delegate" => control_delegate(agent, args),
+        "update_did" => control_update_did(agent, args),
         // Broadcast by the control service after its own handling (`add_peer` calls
         // `on_add_peer` itself).
         "reset" => {
@@ -467,6 +532,11 @@ pub fn provision(agent: &Agent, args: &Value) -> Result<Value, IdentityError> {
         if let Some((texts, creds)) = chain {
             g.chain_texts = texts;
             g.chain = creds;
+            // Disclosures belong to the last link: a new chain without them has none
+            // (PROFILE G-35).
+            if disclosures.is_none() {
+                g.sd_disclosures.clear();
+            }
         }
         for (url, c) in lists {
             g.status_lists.insert(url, c);
@@ -548,6 +618,7 @@ pub fn reset(agent: &Agent) {
     let mut g = agent.identity.lock();
     g.roles.clear();
     g.registry = Registry::new();
+    g.unverified.clear();
 }
 
 async fn control_resolve(agent: &Agent, args: &Value) -> ControlResult {
@@ -960,16 +1031,26 @@ pub fn build_attestation(
         )?
         .to_authority_proof()
     } else if !disclosures.is_empty() {
+        let presented = if agent.fault("present-credential-without-proof") {
+            let mut j: serde_json::Value = serde_json::from_str(&last_cred.to_json())
+                .map_err(|e| IdentityError::BadInput(e.to_string()))?;
+            if let Some(m) = j.as_object_mut() {
+                m.remove("proof");
+            }
+            Credential::from_json(&j.to_string())?
+        } else {
+            last_cred.clone()
+        };
         let sd = SdCredential {
-            credential: last_cred.clone(),
+            credential: presented,
             disclosures: disclosures
                 .iter()
                 .map(|d| Disclosure::parse(d))
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let names: Vec<String> = match &input.reveal {
-            Some(r) => r.clone(),
-            None => sd.disclosures.iter().map(|d| d.name().to_owned()).collect(),
+            Some(r) if !agent.fault("present-every-disclosure") => r.clone(),
+            _ => sd.disclosures.iter().map(|d| d.name().to_owned()).collect(),
         };
         let reveal: Vec<&str> = names.iter().map(String::as_str).collect();
         let key_id = own_key_id(agent);
@@ -1082,6 +1163,46 @@ pub async fn recheck_after_commit(
         Some(committed_at),
     )
     .await
+}
+
+/// Verifies one participant's delegation chain as a Mandate carries it (its
+/// `delegation_attestations` entry): every link's proof, linkage from `principal` (else the
+/// first link's issuer) to `participant`, claims, subset rule and status at the
+/// transaction's start (SPEC-III-A-2-06; PROFILE G-01, G-04, G-33). An empty chain is
+/// 1101, a bad signature 1100, a revocation 1102. With `committed_at`, a revocation after
+/// it is the dispute path (`IdentityError::is_dispute`, SPEC-III-A-3-03; PROFILE G-55).
+pub async fn verify_participant_chain(
+    agent: &Agent,
+    participant: &str,
+    chain: &[DelegationLink],
+    principal: Option<&str>,
+    transaction: [u8; 32],
+    committed_at: Option<Timestamp>,
+) -> Result<EffectiveAuthority, IdentityError> {
+    for link in chain {
+        let issuer = link.issuer.as_str();
+        if agent.peer(issuer).is_none()
+            && Did::parse(issuer).is_ok()
+            && let Err(e) = try_resolve(agent, issuer).await
+        {
+            tracing::info!(did = issuer, error = %e, "issuer not resolvable");
+        }
+    }
+    let at = transaction_start(agent, Some(transaction));
+    let g = agent.identity.lock();
+    let root = principal
+        .map(str::to_owned)
+        .or_else(|| chain.first().map(|l| l.issuer.as_str().to_owned()))
+        .unwrap_or_default();
+    let ctx = ChainContext {
+        principal: &root,
+        agent: participant,
+        at,
+        committed_at,
+        keys: agent,
+        status: &*g,
+    };
+    Ok(delegation::verify_delegation_links(chain, &ctx)?)
 }
 
 async fn check_request_authority(
@@ -1334,37 +1455,122 @@ pub fn is_registry(agent: &Agent) -> bool {
     agent.config.serve_index
 }
 
-/// This agent's own verified DID history: version 1 is the document signed by its initial
-/// key; a new version signed by the current authentication key is appended whenever the
-/// document changed (BIND-II-B-03).
-pub fn own_history(agent: &Agent) -> Result<DidHistory, IdentityError> {
+/// This agent's own DID Update Transactions (PROFILE G-32): version 1 publishes its
+/// initial document, signed by its initial key; a document changed since the last update
+/// is published as the next version, signed by the current (pre-update) authentication key
+/// (BIND-II-B-03, BIND-II-B-I02).
+pub fn own_updates(agent: &Agent) -> Result<Vec<DidUpdate>, IdentityError> {
     let doc = agent.document();
-    let key_id = agent
-        .document()
-        .authentication_keys()
-        .into_iter()
-        .next()
-        .map(|(id, _, _)| id);
-    let mut g = agent.identity.lock();
     let now = agent.now();
-    match &mut g.history {
+    let mut g = agent.identity.lock();
+    match g.own_updates.last().cloned() {
         None => {
             let mut u = DidUpdate::genesis(&doc, now)?;
-            u.sign(&agent.keys.signing, key_id)?;
-            let h = DidHistory::genesis(u)?;
-            g.history = Some(h.clone());
-            Ok(h)
+            u.sign(&agent.keys.signing, Some(agent.keys.did.url("key-1")))?;
+            DidHistory::genesis(u.clone())?;
+            g.own_updates.push(u);
         }
-        Some(h) => {
-            if h.latest() != &doc {
-                let ts = now.max(h.latest_update().timestamp);
-                let mut u = DidUpdate::successor(h.latest_update(), &doc, ts)?;
-                u.sign(&agent.keys.signing, key_id)?;
-                h.apply(u)?;
-            }
-            Ok(h.clone())
+        Some(last)
+            if last.document != doc.to_json() && !agent.fault("did-update-not-published") =>
+        {
+            let ts = now.max(last.timestamp);
+            let mut u = DidUpdate::successor(&last, &doc, ts)?;
+            let (key, kid) = current_auth_key(agent, &g);
+            u.sign(&key, Some(kid))?;
+            g.own_updates.push(u);
         }
+        Some(_) => {}
     }
+    Ok(g.own_updates.clone())
+}
+
+/// The current authentication key (signs the next DID Update Transaction).
+fn current_auth_key(agent: &Agent, g: &Inner) -> (mtp_protocol::crypto::SigningKey, String) {
+    g.auth_key
+        .clone()
+        .unwrap_or_else(|| (agent.keys.signing.clone(), agent.keys.did.url("key-1")))
+}
+
+/// This agent's own verified DID history.
+pub fn own_history(agent: &Agent) -> Result<DidHistory, IdentityError> {
+    Ok(DidHistory::from_updates(&own_updates(agent)?)?)
+}
+
+/// `update_did` (contract extension, BIND-II-B-I02): `rotate` (default true) replaces the
+/// authentication key by a fresh ML-DSA-65 key derived from the seed (`#auth-<n>`; the
+/// assertion key the DID derives from stays, so object signatures keep verifying) and
+/// publishes the new document as the next DID Update Transaction, signed by the
+/// authentication key it replaces (BIND-II-B-03). Result: `{version, did_document, update}`
+/// (`update` = det-CBOR of the signed update).
+fn control_update_did(agent: &Agent, args: &Value) -> ControlResult {
+    use mtp_protocol::identity::document::{Relationship, VerificationMethod};
+    use mtp_protocol::identity::{KeyType, Multikey};
+    let err = |e: IdentityError| ControlError::mtp(&e);
+    let rotate = args.get("rotate").and_then(Value::as_bool).unwrap_or(true);
+    if !rotate {
+        return Err(ControlError::BadArgs(
+            "nothing to update (rotate: false)".into(),
+        ));
+    }
+    own_updates(agent).map_err(err)?;
+    let mut doc = agent.document();
+    let now = agent.now();
+    let mut g = agent.identity.lock();
+    let n = g.rotations + 1;
+    let key = mtp_protocol::crypto::SigningKey::from_seed(
+        mtp_protocol::crypto::SignatureAlgorithm::MlDsa65,
+        &agent.keys.derive(&format!("mtp-agent/did-rotation/{n}")),
+    );
+    let kid = agent.keys.did.url(&format!("auth-{n}"));
+    let mk = Multikey::new(
+        KeyType::Signature(key.algorithm()),
+        key.public_key().as_bytes().to_vec(),
+    )
+    .map_err(|e| ControlError::Internal(e.to_string()))?;
+    doc.verification_method
+        .get_or_insert_with(Vec::new)
+        .push(VerificationMethod {
+            id: kid.clone(),
+            type_: "Multikey".into(),
+            controller: agent.did(),
+            public_key_multibase: Some(mk.encode()),
+            extra: Default::default(),
+        });
+    doc.authentication = Some(vec![Relationship::Reference(kid.clone())]);
+    let last = g
+        .own_updates
+        .last()
+        .cloned()
+        .ok_or_else(|| ControlError::Internal("no version 1".into()))?;
+    let mut u =
+        DidUpdate::successor(&last, &doc, now.max(last.timestamp)).map_err(|e| err(e.into()))?;
+    let (pre, pre_kid) = current_auth_key(agent, &g);
+    if agent.fault("did-update-signed-by-new-key") {
+        u.sign(&key, Some(kid.clone()))
+    } else {
+        u.sign(&pre, Some(pre_kid))
+    }
+    .map_err(|e| ControlError::Internal(e.to_string()))?;
+    if !agent.fault("did-update-signed-by-new-key") {
+        // The agent checks its own update as a registry would (BIND-II-B-04).
+        let mut all = g.own_updates.clone();
+        all.push(u.clone());
+        DidHistory::from_updates(&all).map_err(|e| err(e.into()))?;
+    }
+    *agent.document.write().unwrap_or_else(|p| p.into_inner()) = doc.clone();
+    if !agent.fault("did-update-not-published") {
+        g.own_updates.push(u.clone());
+    }
+    g.auth_key = Some((key, kid));
+    g.rotations = n;
+    let bytes = u
+        .try_to_cbor()
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+    Ok(Value::map([
+        ("version", Value::from(u.version)),
+        ("did_document", Value::text(doc.to_json())),
+        ("update", Value::Bytes(bytes)),
+    ]))
 }
 
 /// The answer of this agent to a resolution request: its own DID from its history; as a
@@ -1374,11 +1580,45 @@ pub fn answer_resolution(
     request: &DidResolutionRequest,
 ) -> Result<DidResolutionResponse, IdentityError> {
     if request.did.as_str() == agent.did() && !agent.fault("peer-resolution-only-as-registry") {
-        let h = own_history(agent)?;
-        return Ok(DidResolutionResponse::from_history(&h, request.version)?);
+        let ups = own_updates(agent)?;
+        let latest = ups.len() as u64;
+        let version = request.version.unwrap_or(latest);
+        let too_old = agent.fault("registry-latest-version-only") && version < latest;
+        if version == 0 || version > latest || too_old {
+            return Err(ResolutionError::NoSuchVersion {
+                did: request.did.to_string(),
+                version,
+            }
+            .into());
+        }
+        let cut = usize::try_from(version).unwrap_or(usize::MAX);
+        return Ok(DidResolutionResponse {
+            did: request.did.clone(),
+            document: ups[cut - 1].document.clone(),
+            version,
+            history: Some(ups[..cut].to_vec()),
+            unknown: Map::new(),
+        });
     }
     if is_registry(agent) {
-        return Ok(agent.identity.lock().registry.resolve(request)?);
+        let g = agent.identity.lock();
+        if agent.fault("registry-latest-version-only")
+            && let (Some(v), Some(h)) = (request.version, g.registry.history(&request.did))
+            && v < h.version()
+        {
+            return Err(ResolutionError::NoSuchVersion {
+                did: request.did.to_string(),
+                version: v,
+            }
+            .into());
+        }
+        if agent.fault("registry-indexes-unverified-history")
+            && g.registry.history(&request.did).is_none()
+            && let Some(r) = g.unverified.get(request.did.as_str())
+        {
+            return Ok(r.clone());
+        }
+        return Ok(g.registry.resolve(request)?);
     }
     Err(ResolutionError::NotIndexed {
         did: request.did.to_string(),
@@ -1472,9 +1712,21 @@ pub async fn resolve_did_with(
             Ok(r) => return Ok(r),
             Err(IdentityError::Resolution(e)) if e.code() == ErrorCode::DidResolutionTimeout => {
                 failures += 1;
-                match after_failure(e.code(), failures) {
+                let decision = if agent.fault("resolution-no-retry") {
+                    RetryDecision::Escalate
+                } else if agent.fault("resolution-retry-beyond-limit") && failures <= 10 {
+                    after_failure(e.code(), 1)
+                } else {
+                    after_failure(e.code(), failures)
+                };
+                match decision {
                     RetryDecision::Retry { backoff_ms, .. } => {
                         tracing::info!(did, attempt = failures, error = %e, "DID resolution retried");
+                        let backoff_ms = if agent.fault("resolution-retry-without-backoff") {
+                            0
+                        } else {
+                            backoff_ms
+                        };
                         tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                     }
                     RetryDecision::Escalate => {
@@ -1536,11 +1788,39 @@ async fn resolve_once(
                 request,
             } => {
                 let outcome = query_peer(agent, &request).await?;
+                if let PathOutcome::Response(r) = &outcome {
+                    if is_registry(agent) && agent.fault("registry-indexes-unverified-history") {
+                        agent
+                            .identity
+                            .lock()
+                            .unverified
+                            .insert(did.to_string(), r.clone());
+                    }
+                    if agent.fault("resolution-skips-update-chain") {
+                        let document = DidDocument::from_json(&r.document)?;
+                        if document.id != did.as_str() {
+                            return Err(ResolutionError::DocumentIdMismatch {
+                                version: r.version,
+                                document_id: document.id.clone(),
+                                did: did.to_string(),
+                            }
+                            .into());
+                        }
+                        if did.as_str() != agent.did() {
+                            trust_resolved(agent, document.clone(), r.version)?;
+                        }
+                        return Ok(Resolved {
+                            document,
+                            path: ResolutionPath::Peer,
+                            version: r.version,
+                        });
+                    }
+                }
                 dual.on_peer_result(outcome);
             }
             NextAction::Resolved { path, resolved } => {
                 if resolved.did.as_str() != agent.did() {
-                    agent.add_peer(resolved.document.clone())?;
+                    trust_resolved(agent, resolved.document.clone(), resolved.version)?;
                 }
                 if is_registry(agent)
                     && let Some(h) = &resolved.history
@@ -1556,6 +1836,38 @@ async fn resolve_once(
             NextAction::Failed(e) => return Err(e.into()),
         }
     }
+}
+
+/// Trusts a resolved document (`Agent::add_peer`). From version 2 on the initial key may
+/// have been rotated out — the verified update chain binds the DID to it (PROFILE G-32) —
+/// so only that check of the document validation is waived there.
+fn trust_resolved(agent: &Agent, document: DidDocument, version: u64) -> Result<(), IdentityError> {
+    if version <= 1 {
+        agent.add_peer(document)?;
+        return Ok(());
+    }
+    if let Err(errors) = document.validate() {
+        let errors: Vec<DidError> = errors
+            .into_iter()
+            .filter(|e| !matches!(e, DidError::NoInitialKey { .. }))
+            .collect();
+        if let Some(first) = errors.into_iter().next() {
+            return Err(first.into());
+        }
+    }
+    let did = document.id.clone();
+    if let Some(sync) = document.sync_endpoint() {
+        agent.pins.insert(
+            crate::transport::sync::Fingerprint::from_bytes(sync.tls_certificate_sha256),
+            did.clone(),
+        );
+    }
+    agent
+        .peers
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(did, document);
+    Ok(())
 }
 
 /// Adds the updates of a verified history this registry does not hold yet.
@@ -1752,6 +2064,29 @@ mod tests {
         )
         .expect("signed");
         (signed.to_json(), issuer, entry.index)
+    }
+
+    /// `update_did` publishes the rotated document as version 2, signed by the pre-update
+    /// authentication key (BIND-II-B-03, BIND-II-B-I02); the defect signs with the new key.
+    #[test]
+    fn key_rotation_is_published_and_chained() {
+        use mtp_protocol::identity::resolution::verify_response;
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let good = agent(dirs[0].path(), 5, &[]);
+        let bad = agent(dirs[1].path(), 6, &["did-update-signed-by-new-key"]);
+        for (a, ok) in [(&good, true), (&bad, false)] {
+            let r = control_update_did(a, &Value::map([("rotate", Value::Bool(true))]))
+                .expect("update_did");
+            assert_eq!(r.get("version").and_then(Value::as_u64), Some(2));
+            let did = Did::parse(&a.did()).expect("did");
+            let req = DidResolutionRequest::new(did, None);
+            let resp = answer_resolution(a, &req).expect("answer");
+            assert_eq!(resp.version, 2);
+            assert_eq!(verify_response(&resp, &req).is_ok(), ok);
+            let v1 = answer_resolution(a, &DidResolutionRequest::new(req.did.clone(), Some(1)))
+                .expect("version 1");
+            assert_eq!(v1.history.map(|h| h.len()), Some(1));
+        }
     }
 
     /// A verifier refuses a Request under a revoked credential with 1102 and records the
