@@ -70,6 +70,34 @@ impl Inbox {
             .and_then(VecDeque::pop_front)
     }
 
+    /// The first item on `channel` that `wanted` accepts (the others stay queued), waiting
+    /// at most `within` — an index receives manifests, Offers and Requests interleaved.
+    pub async fn pop_matching(
+        &self,
+        channel: &str,
+        within: Duration,
+        wanted: impl Fn(&Inbound) -> bool,
+    ) -> Option<Inbound> {
+        let deadline = tokio::time::Instant::now() + within;
+        let take = || {
+            let mut g = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let q = g.get_mut(channel)?;
+            let i = q.iter().position(&wanted)?;
+            q.remove(i)
+        };
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(x) = take() {
+                return Some(x);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return take();
+            }
+        }
+    }
+
     /// The next item on `channel`, waiting at most `within`.
     pub async fn pop(&self, channel: &str, within: Duration) -> Option<Inbound> {
         let deadline = tokio::time::Instant::now() + within;
@@ -174,6 +202,24 @@ pub struct Shared {
     /// TLS handshakes of the IUT's client that the persona servers refused
     /// (`requirement id: reason`): the IUT reached the harness and broke BIND V-A.
     pub refused_handshakes: Mutex<Vec<String>>,
+    /// The personas by DID (the harness as index, issue B-2).
+    pub personas: Mutex<HashMap<String, PersonaInfo>>,
+    /// Answers a `send` gave before the IUT's call they answer, by channel.
+    pub staged: Mutex<HashMap<String, VecDeque<Vec<u8>>>>,
+    /// `index_response` bodies the harness indexes answered to the IUT's queries since the
+    /// last control step: `(persona DID, body)`.
+    pub index_answers: Mutex<Vec<(String, Value)>>,
+    /// `extensions` entries of the manifests the IUT published to harness indexes.
+    pub iut_extensions: Mutex<Vec<Value>>,
+}
+
+/// What the harness servers know of a persona (PROFILE G-31: the harness as index).
+#[derive(Clone, Debug, Default)]
+pub struct PersonaInfo {
+    pub name: String,
+    pub document_json: String,
+    /// Its standing Offer (det-CBOR map), the automatic answer of its index.
+    pub standing_offer: Option<Value>,
 }
 
 impl Shared {
@@ -242,6 +288,25 @@ impl Shared {
             }
         }
         None
+    }
+
+    /// Queues an answer for the IUT's next call on `channel`.
+    pub fn stage(&self, channel: &str, bytes: Vec<u8>) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel.to_owned())
+            .or_default()
+            .push_back(bytes);
+    }
+
+    /// The oldest answer staged for `channel`.
+    pub fn take_staged(&self, channel: &str) -> Option<Vec<u8>> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(channel)
+            .and_then(VecDeque::pop_front)
     }
 
     /// Consumes the `drop_reply` flag.

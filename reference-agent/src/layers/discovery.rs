@@ -51,6 +51,21 @@ use crate::transport::sync::pb::index_client::IndexClient;
 /// Deliberate defects of this layer and of its index service (`crate::faults`).
 pub const FAULTS: &[crate::faults::Fault] = &[
     crate::faults::Fault {
+        name: "index-no-retry",
+        breaks: "SPEC-VI-02, SPEC-VI-I03",
+        description: "an index call failing with 2200 (Recoverable) is escalated at once, without a retry",
+    },
+    crate::faults::Fault {
+        name: "index-retry-beyond-limit",
+        breaks: "SPEC-VI-02",
+        description: "an index call failing with 2200 is retried up to 10 times instead of RETRY_LIMIT (3)",
+    },
+    crate::faults::Fault {
+        name: "index-retry-without-backoff",
+        breaks: "SPEC-VI-02",
+        description: "an index call failing with 2200 is retried at once, without the G-08 back-off",
+    },
+    crate::faults::Fault {
         name: "skip-offer-signature-check",
         breaks: "SPEC-II-A-06",
         description: "accepts an Offer whose signature does not verify",
@@ -145,6 +160,61 @@ pub const FAULTS: &[crate::faults::Fault] = &[
         breaks: "SPEC-III-B-1-06",
         description: "the index orders results oldest manifest first and never deprioritizes stale manifests",
     },
+    crate::faults::Fault {
+        name: "publish-to-one-index",
+        breaks: "SPEC-III-B-2-02 SPEC-III-B-2-05",
+        description: "manifests and Offers are published to the first configured index only",
+    },
+    crate::faults::Fault {
+        name: "query-first-index-only",
+        breaks: "SPEC-III-B-2-03",
+        description: "a query over several indexes asks the first one only",
+    },
+    crate::faults::Fault {
+        name: "merge-keeps-duplicates",
+        breaks: "SPEC-III-B-2-03",
+        description: "merging several indexes' results keeps an Offer once per index instead of de-duplicating by offer_id",
+    },
+    crate::faults::Fault {
+        name: "manifest-unsigned",
+        breaks: "SPEC-III-B-1-03",
+        description: "Capability Manifests are published without their signature",
+    },
+    crate::faults::Fault {
+        name: "manifest-omits-extensions",
+        breaks: "SPEC-XI-09",
+        description: "the Capability Manifest leaves the supported extensions out",
+    },
+    crate::faults::Fault {
+        name: "ignore-required-extensions",
+        breaks: "SPEC-XI-10",
+        description: "Offers requiring an extension this agent does not support are matched anyway",
+    },
+    crate::faults::Fault {
+        name: "modify-offer-in-place",
+        breaks: "SPEC-II-A-09",
+        description: "modifying an Offer republishes the changed Offer under its old offer_id, without revoking it",
+    },
+    crate::faults::Fault {
+        name: "extension-relaxes-mandatory-fields",
+        breaks: "SPEC-XI-04",
+        description: "the index acknowledges an Offer that declares a required extension although a mandatory field is missing or malformed",
+    },
+    crate::faults::Fault {
+        name: "extension-weakens-crypto",
+        breaks: "SPEC-XI-07",
+        description: "an Offer that declares a required extension is accepted without the profile's signature check (any algorithm)",
+    },
+    crate::faults::Fault {
+        name: "match-accepts-unsigned-offer",
+        breaks: "SPEC-II-A-05",
+        description: "an unsigned Offer returned by an index is kept among the query's matches",
+    },
+    crate::faults::Fault {
+        name: "emits-undeclared-extension-keys",
+        breaks: "SPEC-II-03",
+        description: "template keys outside the schema and outside every declared extension are put into the signed Offer",
+    },
 ];
 
 /// Test-control actions of this layer (docs/iut-contract.md).
@@ -152,6 +222,7 @@ pub const ACTIONS: &[&str] = &[
     "publish_manifest",
     "publish_offer",
     "revoke_offer",
+    "modify_offer",
     "create_request",
     "query_index",
 ];
@@ -261,6 +332,10 @@ pub enum DiscoveryError {
     NotFound(String),
     #[error("NATS: {0}")]
     Nats(String),
+    /// 0102: a key outside the schema that no declared extension defines (SPEC-II-03;
+    /// PROFILE G-26, G-50).
+    #[error("{0}")]
+    UndeclaredExtension(String),
 }
 
 impl From<disc::MergeError> for DiscoveryError {
@@ -309,6 +384,7 @@ impl Coded for DiscoveryError {
             }
             DiscoveryError::Invalid(_) | DiscoveryError::NotFound(_) => ErrorCode::SchemaViolation,
             DiscoveryError::Nats(_) => ErrorCode::IndexUnavailable,
+            DiscoveryError::UndeclaredExtension(_) => ErrorCode::SchemaViolation,
         }
     }
 
@@ -322,6 +398,7 @@ impl Coded for DiscoveryError {
             DiscoveryError::Merge(e) => e.requirement(),
             DiscoveryError::Identity(e) => e.requirement(),
             DiscoveryError::Escalated { .. } => Some("SPEC-VI-02"),
+            DiscoveryError::UndeclaredExtension(_) => Some("SPEC-II-03"),
             _ => None,
         }
     }
@@ -407,6 +484,32 @@ pub fn check_required_extensions(agent: &Agent, unknown: &Map) -> Result<(), Dis
             ))),
         },
     }
+}
+
+/// Keys outside an object's schema are only those of an extension this agent declares: the
+/// Extension Identifier itself or `<id>.<key>`, and the G-50 / G-26 markers
+/// `required_extensions`, `non_negotiable` (SPEC-II-03; PROFILE G-26, G-50).
+pub fn check_extension_keys(agent: &Agent, unknown: &Map) -> Result<(), DiscoveryError> {
+    if agent.fault("emits-undeclared-extension-keys") {
+        return Ok(());
+    }
+    let declared = supported_extensions(agent);
+    for (k, _) in unknown.iter() {
+        let key = k.as_text().unwrap_or_default();
+        let allowed = matches!(key, "required_extensions" | "non_negotiable")
+            || declared.iter().any(|e| {
+                key == e.id
+                    || key
+                        .strip_prefix(e.id.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            });
+        if !allowed {
+            return Err(DiscoveryError::UndeclaredExtension(format!(
+                "key {key:?} is neither in the schema nor defined by a declared extension (SPEC-II-03)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Forgets offers, requests, manifests and the index catalogue (test-control `reset`).
@@ -590,9 +693,21 @@ pub async fn index_call(
             }
         };
         failures += 1;
-        match after_failure(ErrorCode::IndexUnavailable, failures) {
+        let decision = if agent.fault("index-no-retry") {
+            RetryDecision::Escalate
+        } else if agent.fault("index-retry-beyond-limit") && failures <= 10 {
+            after_failure(ErrorCode::IndexUnavailable, 1)
+        } else {
+            after_failure(ErrorCode::IndexUnavailable, failures)
+        };
+        match decision {
             RetryDecision::Retry { backoff_ms, .. } => {
                 tracing::info!(index = name, attempt = failures, %detail, "index call retried");
+                let backoff_ms = if agent.fault("index-retry-without-backoff") {
+                    0
+                } else {
+                    backoff_ms
+                };
                 tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
             }
             RetryDecision::Escalate => {
@@ -621,6 +736,11 @@ async fn publish_everywhere(
     rpc: Rpc,
     frame: &Frame,
 ) -> Vec<(String, Result<(), DiscoveryError>)> {
+    let names = if rpc == Rpc::IndexPublish && agent.fault("publish-to-one-index") {
+        &names[..names.len().min(1)]
+    } else {
+        names
+    };
     let calls = names.iter().map(|n| async move {
         if is_own_index(agent, n) {
             // This agent's own index: ingested directly (SPEC-III-B-2-02).
@@ -852,10 +972,23 @@ pub fn build_offer(agent: &Agent, template: &Value) -> Result<Offer, DiscoveryEr
             ]),
         )
         .build();
-    let mut v = merge_template(base, template);
+    // `price` at the template's top level is the Terms Template's price
+    // (docs/iut-contract.md "Minimal session"), never a key of its own (SPEC-II-03).
+    let mut template = template.clone();
+    if let Some(price) = template.get("price").cloned()
+        && !agent.fault("emits-undeclared-extension-keys")
+    {
+        remove(&mut template, "price");
+        template = merge_template(
+            template,
+            &Value::map([("terms_template", Value::map([("price", price)]))]),
+        );
+    }
+    let mut v = merge_template(base, &template);
     set(&mut v, "agent_id", Value::text(agent.did()));
     set(&mut v, "signature", placeholder_signature());
     let mut offer = Offer::from_value(&v).map_err(object_err("offer template"))?;
+    check_extension_keys(agent, &offer.unknown)?;
     offer.signature = None;
     offer
         .sign(&agent.keys.signing, Some(identity::own_key_id(agent)))
@@ -952,6 +1085,9 @@ pub fn build_manifest(
         }
     };
     let mut v = merge_template(base, template);
+    if agent.fault("manifest-omits-extensions") {
+        remove(&mut v, "extensions");
+    }
     let revision = match v.get("revision").and_then(Value::as_u64) {
         Some(r) if previous.is_none() || r > revision.saturating_sub(1) => r,
         _ => revision,
@@ -1116,7 +1252,11 @@ pub async fn publish_manifest(
         .map_err(|e| DiscoveryError::Invalid(e.to_string()))?;
     agent.reserve_uuid(manifest.manifest_id, &bytes)?;
     agent.discovery.lock().manifest = Some(manifest.clone());
-    let frame = Frame::new("manifest", manifest.to_value())?;
+    let mut body = manifest.to_value();
+    if agent.fault("manifest-unsigned") {
+        remove(&mut body, "signature");
+    }
+    let frame = Frame::new("manifest", body)?;
     let names = index_names(agent, indexes);
     let results = publish_everywhere(agent, &names, Rpc::IndexPublish, &frame).await;
     let nats = if via_nats == Some(false) {
@@ -1268,7 +1408,61 @@ pub async fn query_one(
             resp.frame_type
         )));
     }
-    IndexQueryResponse::from_value(&resp.body).map_err(object_err("index-response"))
+    let (body, unsigned) = usable_results(agent, index, &resp.body);
+    let mut r = IndexQueryResponse::from_value(&body).map_err(object_err("index-response"))?;
+    for x in &mut r.results {
+        if unsigned.contains(x.offer.offer_id.as_bytes()) {
+            x.offer.signature = None;
+        }
+    }
+    Ok(r)
+}
+
+/// The results of an index's answer this agent can use: an unsigned Offer is never matched
+/// (2101, SPEC-II-A-05) and a result that is not a well-formed `index-result` is dropped
+/// (its code) — the other results stay usable. Also the ids of the unsigned Offers kept
+/// under the `match-accepts-unsigned-offer` defect.
+fn usable_results(agent: &Agent, index: &str, body: &Value) -> (Value, Vec<[u8; 32]>) {
+    let Some(Value::Array(items)) = body.get("results") else {
+        return (body.clone(), Vec::new());
+    };
+    let mut kept = Vec::with_capacity(items.len());
+    let mut unsigned_ids = Vec::new();
+    for item in items {
+        let mut item = item.clone();
+        if let Some(offer) = item.get("offer")
+            && offer.get("signature").is_none()
+        {
+            if !agent.fault("match-accepts-unsigned-offer") {
+                let e =
+                    DiscoveryError::OfferSignature(format!("unsigned offer from index {index}"));
+                agent.raise(None, &e, None);
+                continue;
+            }
+            let mut o = offer.clone();
+            set(&mut o, "signature", placeholder_signature());
+            if let Some(id) = o.get("offer_id").and_then(Value::as_bytes)
+                && let Ok(id) = <[u8; 32]>::try_from(id)
+            {
+                unsigned_ids.push(id);
+            }
+            set(&mut item, "offer", o);
+        }
+        let one = Value::map([("results", Value::Array(vec![item.clone()]))]);
+        match <IndexQueryResponse as CborObject>::from_value(&one) {
+            Ok(_) => kept.push(item),
+            Err(e) => {
+                let e = DiscoveryError::Object {
+                    what: "index-result",
+                    source: Box::new(e),
+                };
+                agent.raise(None, &e, None);
+            }
+        }
+    }
+    let mut out = body.clone();
+    set(&mut out, "results", Value::Array(kept));
+    (out, unsigned_ids)
 }
 
 /// Federated query (SPEC-III-B-2-03): every index queried concurrently, the answers merged
@@ -1281,6 +1475,11 @@ pub async fn federated_query(
     indexes: &[String],
     query: &IndexQuery,
 ) -> Result<Vec<IndexResult>, DiscoveryError> {
+    let indexes = if agent.fault("query-first-index-only") {
+        &indexes[..indexes.len().min(1)]
+    } else {
+        indexes
+    };
     let calls = indexes
         .iter()
         .map(|i| async move { (i.clone(), query_one(agent, i, query).await) });
@@ -1301,11 +1500,15 @@ pub async fn federated_query(
     {
         return Err(e);
     }
-    let merged = match disc::merge_results(responses) {
-        Ok(m) => m,
-        Err(e) => {
-            agent.raise(None, &e, None);
-            e.merged.clone()
+    let merged = if agent.fault("merge-keeps-duplicates") {
+        responses.into_iter().flat_map(|r| r.results).collect()
+    } else {
+        match disc::merge_results(responses) {
+            Ok(m) => m,
+            Err(e) => {
+                agent.raise(None, &e, None);
+                e.merged.clone()
+            }
         }
     };
     let now = agent.now();
@@ -1315,11 +1518,15 @@ pub async fn federated_query(
         if is_offer_revoked(agent, &id) {
             continue;
         }
-        if let Err(e) = check_required_extensions(agent, &r.offer.unknown) {
+        if let Err(e) = check_required_extensions(agent, &r.offer.unknown)
+            && !agent.fault("ignore-required-extensions")
+        {
             agent.raise(None, &e, Some(r.offer.agent_id.as_str()));
             continue;
         }
-        if let Err(e) = verify_offer(agent, &r.offer).await {
+        let unsigned_kept =
+            r.offer.signature.is_none() && agent.fault("match-accepts-unsigned-offer");
+        if !unsigned_kept && let Err(e) = verify_offer(agent, &r.offer).await {
             agent.raise(None, &e, Some(r.offer.agent_id.as_str()));
             continue;
         }
@@ -1415,7 +1622,10 @@ pub async fn verify_offer(agent: &Agent, offer: &Offer) -> Result<(), DiscoveryE
     let mut r = offer
         .verify_signature(&key)
         .map_err(|e| DiscoveryError::OfferSignature(e.to_string()));
-    if agent.fault("skip-offer-signature-check") {
+    if agent.fault("skip-offer-signature-check")
+        || (agent.fault("extension-weakens-crypto")
+            && disc::required_extensions(&offer.unknown).is_some())
+    {
         r = Ok(());
     }
     audit_signature(
@@ -1849,6 +2059,7 @@ pub async fn control(agent: &Agent, action: &str, args: &Value) -> Option<Contro
         "publish_manifest" => control_publish_manifest(agent, args).await,
         "publish_offer" => control_publish_offer(agent, args).await,
         "revoke_offer" => control_revoke_offer(agent, args).await,
+        "modify_offer" => control_modify_offer(agent, args).await,
         "create_request" => control_create_request(agent, args).await,
         "query_index" => control_query_index(agent, args).await,
         // Broadcast by the control service after its own handling.
@@ -1907,6 +2118,91 @@ async fn control_revoke_offer(agent: &Agent, args: &Value) -> ControlResult {
         ("revocation", Value::Bytes(bytes)),
         ("indexes", report),
     ]))
+}
+
+/// Modifies one of this agent's published Offers (SPEC-II-A-09): the original is revoked
+/// (signed notice to every index it went to) and a new Offer — the old terms with the
+/// template over them, a new `offer_id` — is published to the same indexes.
+pub async fn modify_offer(
+    agent: &Agent,
+    offer_id: &MtpUuid,
+    template: &Value,
+    indexes: Option<Vec<String>>,
+) -> Result<(Offer, Option<OfferRevocation>), DiscoveryError> {
+    let (old, published) = {
+        let g = agent.discovery.lock();
+        (
+            g.offers.get(offer_id.as_bytes()).cloned(),
+            g.published_to.get(offer_id.as_bytes()).cloned(),
+        )
+    };
+    let old = old.ok_or_else(|| DiscoveryError::NotFound(format!("own offer {offer_id}")))?;
+    if agent
+        .discovery
+        .lock()
+        .revoked
+        .contains_key(offer_id.as_bytes())
+    {
+        return Err(DiscoveryError::Revoked(*offer_id));
+    }
+    let mut base = old.to_value();
+    remove(&mut base, "signature");
+    let indexes = indexes.or(published.filter(|p| !p.is_empty()));
+    if agent.fault("modify-offer-in-place") {
+        let mut v = merge_template(base, template);
+        set(&mut v, "signature", placeholder_signature());
+        let mut offer = Offer::from_value(&v).map_err(object_err("offer template"))?;
+        offer.offer_id = *offer_id;
+        offer.signature = None;
+        offer
+            .sign(&agent.keys.signing, Some(identity::own_key_id(agent)))
+            .map_err(object_err("offer"))?;
+        agent
+            .discovery
+            .lock()
+            .offers
+            .insert(*offer_id.as_bytes(), offer.clone());
+        let frame = Frame::new("offer", offer.to_value())?;
+        let names = index_names(agent, indexes);
+        publish_everywhere(agent, &names, Rpc::IndexPublish, &frame).await;
+        return Ok((offer, None));
+    }
+    let (notice, _) = revoke_offer(agent, offer_id).await?;
+    remove(&mut base, "offer_id");
+    remove(&mut base, "agent_id");
+    let offer = build_offer(agent, &merge_template(base, template))?;
+    publish_offer(agent, offer.clone(), indexes, None).await?;
+    Ok((offer, Some(notice)))
+}
+
+async fn control_modify_offer(agent: &Agent, args: &Value) -> ControlResult {
+    let id = uuid_arg(args, "offer_id")?;
+    let (offer, notice) = modify_offer(
+        agent,
+        &id,
+        &template_arg(args),
+        strings_arg(args, "indexes"),
+    )
+    .await
+    .map_err(|e| mtp(&e))?;
+    let bytes = offer
+        .try_to_cbor()
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+    let mut out = vec![
+        ("offer_id", uuid_value(&offer.offer_id)),
+        ("offer", Value::Bytes(bytes)),
+    ];
+    if let Some(n) = notice {
+        out.push(("revoked_offer_id", uuid_value(&n.offer_id)));
+        out.push((
+            "revocation",
+            Value::Bytes(
+                n.try_to_cbor()
+                    .map_err(|e| ControlError::Internal(e.to_string()))?,
+            ),
+        ));
+    }
+    Ok(Value::map(out))
 }
 
 async fn control_create_request(agent: &Agent, args: &Value) -> ControlResult {
@@ -2061,6 +2357,40 @@ mod tests {
         let m2 = build_manifest(&a, &Value::map::<&str>([])).expect("manifest");
         assert!(m2.revision > m1.revision);
         assert_ne!(m1.manifest_id, m2.manifest_id);
+    }
+
+    #[test]
+    fn offer_keys_outside_the_schema_need_a_declared_extension() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = agent(dir.path(), false);
+        // SPEC-II-03: an undeclared key is refused (0103) ...
+        let t = Value::map([("x-unapproved", Value::from(1u64))]);
+        let e = build_offer(&a, &t).expect_err("undeclared key");
+        assert_eq!(e.code(), ErrorCode::SchemaViolation);
+        // ... a key of a declared extension is kept in the signed Offer.
+        let ext = Value::Array(vec![Value::map([
+            ("id", Value::text("lemay.ext.demo")),
+            ("version", Value::text("1.0.0")),
+        ])]);
+        let m = build_manifest(&a, &Value::map([("extensions", ext)])).expect("manifest");
+        a.discovery.lock().manifest = Some(m);
+        let t = Value::map([("lemay.ext.demo.note", Value::text("x"))]);
+        let offer = build_offer(&a, &t).expect("declared key");
+        assert!(offer.to_value().get("lemay.ext.demo.note").is_some());
+        assert!(build_offer(&a, &Value::map([("lemay.ext.demox", Value::from(1u64))])).is_err());
+        // `price` at the top level is the Terms Template's price (docs/iut-contract.md).
+        let t = Value::map([(
+            "price",
+            Value::map([("amount", Value::from(5u64)), ("unit", Value::text("USD"))]),
+        )]);
+        let v = build_offer(&a, &t).expect("offer").to_value();
+        assert!(v.get("price").is_none());
+        assert_eq!(
+            v.get("terms_template")
+                .and_then(|t| t.get("price"))
+                .and_then(|p| p.get("amount")),
+            Some(&Value::from(5u64))
+        );
     }
 
     #[tokio::test]

@@ -149,6 +149,13 @@ pub async fn ingest(
     };
     match r {
         Err(DiscoveryError::Object { .. }) if agent.fault("index-acks-unparseable") => Ok(()),
+        // Defect: an extension is taken to redefine the mandatory fields (SPEC-XI-04).
+        Err(DiscoveryError::Object { .. })
+            if agent.fault("extension-relaxes-mandatory-fields")
+                && frame.body.get("required_extensions").is_some() =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
