@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use mtp_protocol::audit::{AuditError, AuditRecord, AuditTrail};
-use mtp_protocol::errors::{Coded, ErrorCode};
+use mtp_protocol::errors::{Coded, ErrorCode, Severity};
 use mtp_protocol::state_machine::{self, TransitionError, TxEvent, TxState};
 use mtp_protocol::time::Timestamp;
 
@@ -157,9 +157,15 @@ impl Transactions {
             .ok_or_else(|| TxError::Unknown(hex::encode(id)))?;
         let from = tx.state;
         let to = state_machine::transition(from, &event)?;
+        // Defect `transition-entries-anonymous` (`layers::commitment::FAULTS`): no agents.
+        let agents: &[String] = if crate::transport::test_fault("transition-entries-anonymous") {
+            &[]
+        } else {
+            &tx.agents
+        };
         let entry = tx
             .audit
-            .record_transition(from, to, &event, &tx.agents, now)?
+            .record_transition(from, to, &event, agents, now)?
             .clone();
         self.store.append_audit(&entry)?;
         tx.state = to;
@@ -175,6 +181,38 @@ impl Transactions {
         e.detail = Some(event.name());
         self.events.push(e);
         Ok(to)
+    }
+
+    /// A Fatal error raised against an authenticated message of a participant of `id`
+    /// terminates the transaction: `fatal_error.<code>` → Failed (SPEC-IV-02, SPEC-VI-01,
+    /// SPEC-IX-I03; PROFILE G-18). A non-participant's message, a non-Fatal code, an unknown
+    /// or terminal transaction change nothing (`Ok(None)`).
+    pub fn terminate_by_participant(
+        &self,
+        id: &[u8; 32],
+        code: ErrorCode,
+        peer: &str,
+        now: Timestamp,
+    ) -> Result<Option<TxState>, TxError> {
+        if code.severity() != Severity::Fatal {
+            return Ok(None);
+        }
+        // Defects `undefined-transition-keeps-state`, `reuse-keeps-transaction`
+        // (`layers::commitment::FAULTS`).
+        if (code == ErrorCode::UndefinedTransition
+            && crate::transport::test_fault("undefined-transition-keeps-state"))
+            || (code == ErrorCode::UuidReuse
+                && crate::transport::test_fault("reuse-keeps-transaction"))
+        {
+            return Ok(None);
+        }
+        let participant = self
+            .get(id)
+            .is_some_and(|t| !t.state.is_terminal() && t.agents.iter().any(|a| a == peer));
+        if !participant {
+            return Ok(None);
+        }
+        self.apply(id, TxEvent::FatalError { code }, now).map(Some)
     }
 
     /// Append a non-transition entry (message, signature check, settlement operation,
@@ -322,6 +360,53 @@ mod tests {
         assert_eq!(g[0], b[0]);
         assert_eq!(b[1].get("prev_hash"), Some(&Value::bytes(vec![0u8; 32])));
         assert_ne!(g[1].get("prev_hash"), b[1].get("prev_hash"));
+    }
+
+    #[test]
+    fn a_participants_fatal_error_terminates_a_non_participants_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let txs = Transactions::open(
+            StateStore::open(dir.path()).unwrap(),
+            Arc::new(EventLog::new()),
+        )
+        .unwrap();
+        let id = [9; 32];
+        txs.begin(id, vec!["did:mtp:a".into(), "did:mtp:b".into()], t(0))
+            .unwrap();
+        txs.apply(&id, TxEvent::NegotiationInitiated, t(1)).unwrap();
+        let undefined = ErrorCode::UndefinedTransition;
+        // Not a participant: nothing changes (PROFILE G-18 as refined by SPEC-IV-02).
+        assert_eq!(
+            txs.terminate_by_participant(&id, undefined, "did:mtp:x", t(2))
+                .unwrap(),
+            None
+        );
+        // Not Fatal: nothing changes.
+        assert_eq!(
+            txs.terminate_by_participant(&id, ErrorCode::RoundTimeout, "did:mtp:b", t(2))
+                .unwrap(),
+            None
+        );
+        assert_eq!(txs.state(&id), Some(TxState::Negotiating));
+        assert_eq!(
+            txs.terminate_by_participant(&id, undefined, "did:mtp:b", t(3))
+                .unwrap(),
+            Some(TxState::Failed)
+        );
+        let rec = txs.get(&id).unwrap();
+        assert_eq!(rec.errors, vec![105]);
+        let last = rec.audit.entries().last().unwrap();
+        assert_eq!(last.event, "fatal_error.0105");
+        assert_eq!(
+            last.agents,
+            vec!["did:mtp:a".to_owned(), "did:mtp:b".to_owned()]
+        );
+        // Terminal: nothing more.
+        assert_eq!(
+            txs.terminate_by_participant(&id, undefined, "did:mtp:b", t(4))
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -200,13 +200,12 @@ impl Net {
         let cred = principal.credential(&agents[0].agent.did());
         let args = principal.provision_args(&[cred.to_json()]);
         expect_ok(identity::control(&agents[0].agent, "provision", &args).await);
-        let lists = principal.provision_args(&[]);
-        let lists = map(vec![(
-            "status_lists",
-            lists.get("status_lists").expect("lists").clone(),
-        )]);
+        // Every Mandate signer carries a delegation chain (PROFILE G-01, G-04): a co-signer
+        // refuses a participant without one (SPEC-III-A-2-06).
         for a in &agents[1..] {
-            expect_ok(identity::control(&a.agent, "provision", &lists).await);
+            let cred = principal.credential(&a.agent.did());
+            let args = principal.provision_args(&[cred.to_json()]);
+            expect_ok(identity::control(&a.agent, "provision", &args).await);
         }
         Net {
             agents,
@@ -1064,8 +1063,9 @@ async fn a_different_mandate_under_a_used_id_is_0100() {
     let status = client.commit(req).await.expect_err("refused");
     let remote = RemoteError::from_status(&status);
     assert_eq!(remote.code, Some(100), "{remote}");
-    // The committed transaction is untouched (SPEC-III-D-3-01).
-    assert_eq!(state(b, &tx), Some(TxState::Committed));
+    // Reuse by a participant is Fatal and terminates the transaction (SPEC-IX-I03; PROFILE
+    // G-18, G-19), but the committed Mandate is never replaced (SPEC-III-D-3-01).
+    assert_eq!(state(b, &tx), Some(TxState::Failed));
     assert_eq!(
         b.deals
             .get(&tx)

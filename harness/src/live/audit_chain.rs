@@ -43,6 +43,93 @@ fn observations(items: &[Value]) -> Vec<AuditObservation> {
         .collect()
 }
 
+/// SPEC-IV-B-02 (PROFILE G-18, G-42): every state transition of the exported trail is one
+/// entry with a `timestamp`, the triggering `event` of the G-18 table for its `from_state`
+/// → `to_state`, and the DIDs of the Agents involved (`agents`, non-empty); the transition
+/// entries chain from `initiated` and, when `history` is given (test-control
+/// `transaction`), replay it exactly. `Err` lists every problem.
+pub fn check_transitions(bytes: &[u8], history: Option<&[String]>) -> Result<(), Vec<String>> {
+    use super::transitions::{STATES, event_target};
+    let items = cbor::sequence_from_slice(bytes).map_err(|(i, e)| {
+        vec![format!(
+            "entry {i} is not one deterministic CBOR item ({e})"
+        )]
+    })?;
+    let mut problems = Vec::new();
+    let mut state = "initiated".to_owned();
+    let mut replayed = vec![state.clone()];
+    for (i, e) in items.iter().enumerate() {
+        let event = e.get("event").and_then(Value::as_text).unwrap_or_default();
+        let from = e.get("from_state").and_then(Value::as_text);
+        let to = e.get("to_state").and_then(Value::as_text);
+        let names_transition = STATES.iter().any(|s| event_target(s, event).is_some());
+        if from.is_none() && to.is_none() && !names_transition {
+            continue;
+        }
+        let (Some(from), Some(to)) = (from, to) else {
+            problems.push(format!(
+                "entry {i} ({event:?}) is a transition without both from_state and to_state"
+            ));
+            continue;
+        };
+        if !has_timestamp(e) {
+            problems.push(format!(
+                "entry {i} ({from} → {to}) has no RFC 3339 timestamp"
+            ));
+        }
+        match event_target(from, event) {
+            Some(t) if t == to => {}
+            _ => problems.push(format!(
+                "entry {i}: {event:?} is not the triggering event of {from} → {to} (PROFILE G-18)"
+            )),
+        }
+        let agents = match e.get("agents") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_text().filter(|d| d.starts_with("did:")))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if agents.is_empty() {
+            problems.push(format!(
+                "entry {i} ({from} → {to}) does not identify the Agents involved (agents: DIDs)"
+            ));
+        }
+        if from != state {
+            problems.push(format!(
+                "entry {i} leaves {from} but the previous transition entered {state}"
+            ));
+        }
+        state = to.to_owned();
+        replayed.push(state.clone());
+    }
+    if let Some(h) = history
+        && h != replayed.as_slice()
+    {
+        problems.push(format!(
+            "the transition entries replay [{}] but the transaction's history is [{}]",
+            replayed.join(", "),
+            h.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// `timestamp` is a `tdate` (tag 0 over RFC 3339 text) or RFC 3339 text.
+fn has_timestamp(e: &Value) -> bool {
+    let t = match e.get("timestamp") {
+        Some(Value::Tag(0, inner)) => inner.as_text(),
+        Some(v) => v.as_text(),
+        None => None,
+    };
+    t.is_some_and(|t| mtp_protocol::time::Timestamp::parse(t).is_ok())
+}
+
 /// Verifies the chain entry by entry (PROFILE G-42); a broken link is 0108.
 pub fn verify(items: &[Value]) -> Result<(), String> {
     let mut prev = [0u8; 32];
@@ -141,5 +228,70 @@ mod tests {
             }
         }
         assert!(verify(&items).unwrap_err().starts_with("entry 1"));
+    }
+
+    #[test]
+    fn transitions_need_time_event_and_agents_and_replay_the_history() {
+        use mtp_protocol::state_machine::{TxEvent, TxState};
+        let at = mtp_protocol::time::Timestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let agents = vec!["did:mtp:a".to_owned(), "did:mtp:b".to_owned()];
+        let mut t = AuditTrail::new([7; 32]);
+        t.append(
+            AuditRecord {
+                event: "transaction_initiated".into(),
+                agents: agents.clone(),
+                ..AuditRecord::default()
+            },
+            at,
+        )
+        .unwrap();
+        t.record_transition(
+            TxState::Initiated,
+            TxState::Negotiating,
+            &TxEvent::NegotiationInitiated,
+            &agents,
+            at,
+        )
+        .unwrap();
+        t.record_transition(
+            TxState::Negotiating,
+            TxState::Failed,
+            &TxEvent::FatalError {
+                code: mtp_protocol::errors::ErrorCode::UndefinedTransition,
+            },
+            &agents,
+            at,
+        )
+        .unwrap();
+        let good = t.to_cbor_sequence().unwrap();
+        let h = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            check_transitions(&good, Some(&h(&["initiated", "negotiating", "failed"]))),
+            Ok(())
+        );
+        assert!(check_transitions(&good, Some(&h(&["initiated", "negotiating"]))).is_err());
+        let mut anon = AuditTrail::new([7; 32]);
+        anon.record_transition(
+            TxState::Initiated,
+            TxState::Negotiating,
+            &TxEvent::NegotiationInitiated,
+            &[],
+            at,
+        )
+        .unwrap();
+        let bad = anon.to_cbor_sequence().unwrap();
+        let errs = check_transitions(&bad, None).unwrap_err();
+        assert!(errs[0].contains("Agents involved"), "{errs:?}");
+        let mut wrong = AuditTrail::new([7; 32]);
+        wrong
+            .record_transition(
+                TxState::Initiated,
+                TxState::Negotiating,
+                &TxEvent::MandateActivated,
+                &agents,
+                at,
+            )
+            .unwrap();
+        assert!(check_transitions(&wrong.to_cbor_sequence().unwrap(), None).is_err());
     }
 }

@@ -37,6 +37,54 @@ pub const ALLOWED: [(&str, &str); 14] = [
     ("disputed", "failed"),       // Fatal error
 ];
 
+/// The triggering events of PROFILE G-18 (the names the audit trail records, G-42):
+/// `(from, event, to)`. `fatal_error.<code>` (any non-terminal state → failed) is checked
+/// apart, by [`event_target`].
+pub const EVENTS: [(&str, &str, &str); 18] = [
+    ("initiated", "negotiation_initiated", "negotiating"), // T1
+    ("initiated", "offer_revoked", "failed"),
+    ("negotiating", "mandate_fully_signed", "committed"), // T2
+    ("negotiating", "negotiation_terminated.rejected", "failed"), // T3
+    ("negotiating", "negotiation_terminated.timeout", "failed"),
+    ("negotiating", "negotiation_terminated.exhausted", "failed"),
+    (
+        "negotiating",
+        "negotiation_terminated.offer_revoked",
+        "failed",
+    ),
+    ("committed", "mandate_activated", "settling"), // T4
+    ("committed", "mandate_expired", "void"),       // T10
+    ("committed", "precondition_expired", "void"),  // T10
+    ("committed", "superseded", "void"),            // G-19
+    ("settling", "settlement_confirmed", "verifying"), // T5
+    ("settling", "settlement_failed", "failed"),    // T6
+    ("verifying", "receipt_issued.fulfilled", "fulfilled"), // T7
+    ("verifying", "receipt_issued.disputed", "disputed"), // T8
+    (
+        "verifying",
+        "receipt_issued.partially_fulfilled",
+        "disputed",
+    ),
+    ("verifying", "receipt_issued.failed", "failed"),
+    ("disputed", "dispute_resolved", "resolved"), // T9
+];
+
+/// The state `event` leads to from `from` (PROFILE G-18), `None` when undefined. A
+/// `fatal_error.<LSCC>` event needs a Fatal code (severity digit 1).
+pub fn event_target(from: &str, event: &str) -> Option<&'static str> {
+    if let Some(code) = event.strip_prefix("fatal_error.") {
+        let fatal = code.len() == 4
+            && code.bytes().all(|b| b.is_ascii_digit())
+            && code.as_bytes()[1] == b'1'; // LSCC: S = 1 is Fatal (BIND XI)
+        let terminal = matches!(from, "fulfilled" | "resolved" | "failed" | "void");
+        return (fatal && !terminal && STATES.contains(&from)).then_some("failed");
+    }
+    EVENTS
+        .iter()
+        .find(|(f, e, _)| *f == from && *e == event)
+        .map(|(_, _, t)| *t)
+}
+
 /// Whether `from → to` is a transition of the state machine.
 pub fn allowed(from: &str, to: &str) -> bool {
     ALLOWED.contains(&(from, to))
@@ -94,6 +142,26 @@ mod tests {
         ours.sort();
         core.sort();
         assert_eq!(ours, core);
+    }
+
+    #[test]
+    fn every_event_is_an_allowed_transition_and_agrees_with_the_core() {
+        use mtp_protocol::state_machine::TxEvent;
+        for (from, event, to) in EVENTS {
+            assert!(allowed(from, to), "{from} --{event}--> {to}");
+            let core_from = TxState::from_name(from).unwrap();
+            let ev = TxEvent::from_name(event).unwrap();
+            let core_to = mtp_protocol::state_machine::transition(core_from, &ev).unwrap();
+            assert_eq!(core_to.name(), to, "{from} --{event}-->");
+        }
+        assert_eq!(
+            event_target("committed", "fatal_error.0105"),
+            Some("failed")
+        );
+        assert_eq!(event_target("settling", "fatal_error.5101"), Some("failed"));
+        assert_eq!(event_target("committed", "fatal_error.5200"), None);
+        assert_eq!(event_target("failed", "fatal_error.0105"), None);
+        assert_eq!(event_target("committed", "settlement_confirmed"), None);
     }
 
     #[test]

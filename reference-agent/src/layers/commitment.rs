@@ -40,6 +40,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::identity::{self, IdentityError};
 use super::negotiation::{
     self, CodeError, NegotiationError, audit_message, audit_signature, key_id,
     record_received_error, signer_key, transition,
@@ -80,9 +81,39 @@ pub const FAULTS: &[crate::faults::Fault] = &[
         description: "evaluates preconditions but never moves a satisfied Mandate from Pending to Active",
     },
     crate::faults::Fault {
+        name: "undefined-transition-keeps-state",
+        breaks: "SPEC-IV-02",
+        description: "refuses a participant's message that needs an undefined transition (0105) but leaves the transaction in its state instead of terminating it (fatal_error.0105 → Failed)",
+    },
+    crate::faults::Fault {
+        name: "reuse-keeps-transaction",
+        breaks: "SPEC-IX-I03",
+        description: "refuses a participant's message that reuses an MTP-UUID of the transaction (0100) but lets the transaction go on",
+    },
+    crate::faults::Fault {
+        name: "transition-entries-anonymous",
+        breaks: "SPEC-IV-B-02",
+        description: "logs state transitions to the audit trail without the identities of the agents involved",
+    },
+    crate::faults::Fault {
+        name: "successor-without-predecessor",
+        breaks: "SPEC-III-D-3-02 SPEC-III-D-3-I03",
+        description: "the successor Mandate of `supersede` does not name the original as predecessor (and the original is not superseded)",
+    },
+    crate::faults::Fault {
+        name: "predecessor-not-superseded",
+        breaks: "SPEC-III-D-3-I02",
+        description: "committing a successor Mandate leaves the Pending predecessor Pending and its transaction Committed",
+    },
+    crate::faults::Fault {
         name: "audit-chain-unlinked",
         breaks: "SPEC-IV-B-03",
         description: "exports the audit trail with the second entry's prev_hash zeroed (the chain link dropped)",
+    },
+    crate::faults::Fault {
+        name: "mandate-skips-delegation-check",
+        breaks: "SPEC-III-A-2-06",
+        description: "co-signs a received Mandate draft without verifying the other participants' delegation attestations",
     },
 ];
 
@@ -130,6 +161,12 @@ pub enum CommitmentError {
     Remote(Box<RemoteError>),
     #[error("cannot reach {peer}: {reason}")]
     Unreachable { peer: String, reason: String },
+    /// A participant's delegation attestation does not verify (SPEC-III-A-2-06).
+    #[error("delegation attestation of {participant}: {error}")]
+    Authority {
+        participant: String,
+        error: Box<IdentityError>,
+    },
 }
 
 impl From<NegotiationError> for CommitmentError {
@@ -157,6 +194,7 @@ impl Coded for CommitmentError {
             CommitmentError::Remote(r) => r.error_code().unwrap_or(ErrorCode::SchemaViolation),
             // A participant that cannot be reached cannot sign (recoverable, retried).
             CommitmentError::Unreachable { .. } => ErrorCode::DidResolutionTimeout,
+            CommitmentError::Authority { error, .. } => error.code(),
         }
     }
 
@@ -167,6 +205,9 @@ impl Coded for CommitmentError {
             CommitmentError::Transition(e) => e.requirement(),
             CommitmentError::BadSignature(_) => Some("SPEC-III-D-1-01"),
             CommitmentError::TermsMismatch(_) => Some("SPEC-III-D-1-01"),
+            CommitmentError::Authority { error, .. } => {
+                error.requirement().or(Some("SPEC-III-A-2-06"))
+            }
             _ => None,
         }
     }
@@ -397,6 +438,55 @@ fn attestations(agent: &Agent, tx: &[u8; 32], terms: &Terms) -> Vec<DelegationAt
         .collect()
 }
 
+/// Verifies every other participant's delegation attestation of `m` against its complete
+/// chain (SPEC-III-A-2-06; PROFILE G-01, G-04, G-33): the requester's from its Request's
+/// Principal, the others' from their first link's issuer. A participant without an
+/// attestation has an empty chain (1101). With `committed_at`, a revocation after commit is
+/// the dispute path (`IdentityError::is_dispute`, SPEC-III-A-3-03; PROFILE G-55).
+pub async fn verify_attestations(
+    agent: &Agent,
+    tx: &[u8; 32],
+    m: &Mandate,
+    committed_at: Option<Timestamp>,
+) -> Result<(), CommitmentError> {
+    let request = agent
+        .deals
+        .get(tx)
+        .and_then(|d| d.request)
+        .or_else(|| negotiation::record(agent, tx).map(|r| r.context.request.clone()));
+    let me = agent.did();
+    for p in &m.terms().participants {
+        let did = p.agent_id.as_str();
+        if did == me {
+            continue;
+        }
+        let chain: &[DelegationLink] = m
+            .delegation_attestations
+            .iter()
+            .find(|a| a.agent_id.as_str() == did)
+            .map(|a| a.delegation_chain.as_slice())
+            .unwrap_or(&[]);
+        let principal = request
+            .as_ref()
+            .filter(|r| r.agent_id.as_str() == did)
+            .map(|r| r.authority_attestation.principal_did.as_str().to_owned());
+        identity::verify_participant_chain(
+            agent,
+            did,
+            chain,
+            principal.as_deref(),
+            *tx,
+            committed_at,
+        )
+        .await
+        .map_err(|e| CommitmentError::Authority {
+            participant: did.to_owned(),
+            error: Box::new(e),
+        })?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Initiator
 // ---------------------------------------------------------------------------------------
@@ -450,6 +540,7 @@ pub async fn commit(
     if let Some(p) = &predecessor {
         check_predecessor(agent, p)?;
     }
+    let predecessor = predecessor.filter(|_| !agent.fault("successor-without-predecessor"));
     let mandate_id = agent.new_uuid(ObjectType::Mandate);
     let mut mandate = Mandate::new(
         mandate_id,
@@ -689,7 +780,9 @@ fn finalize(agent: &Agent, tx: &[u8; 32], m: &Mandate) -> Result<(), CommitmentE
         }
         return Err(e.into());
     }
-    if let Some(p) = &m.predecessor {
+    if let Some(p) = &m.predecessor
+        && !agent.fault("predecessor-not-superseded")
+    {
         supersede_predecessor(agent, p);
     }
     spawn_monitor(agent.clone(), *tx);
@@ -763,11 +856,7 @@ pub async fn serve_commit(
                     let _ = out_tx
                         .send(Err(framing::status_for(&e, Rpc::Commit, &c)))
                         .await;
-                    if code.severity() == mtp_protocol::errors::Severity::Fatal
-                        && agent2.transactions.state(&tx) == Some(TxState::Negotiating)
-                    {
-                        transition(&agent2, &tx, TxEvent::FatalError { code });
-                    }
+                    terminate_by_peer(&agent2, &tx, code, &peer2);
                 }
             });
             let mut resp: Response<super::FrameStream> =
@@ -779,18 +868,26 @@ pub async fn serve_commit(
             let mut c = ectx;
             c.transaction_id = tx.and_then(|t| MtpUuid::from_bytes(&t).ok());
             agent.raise(tx, &e, peer.as_deref());
-            // A refused draft fails a commitment in progress; a Committed transaction is
-            // immutable and stays as it is (SPEC-III-D-3-01).
-            if let Some(t) = tx {
-                let code = e.code();
-                if code.severity() == mtp_protocol::errors::Severity::Fatal
-                    && agent.transactions.state(&t) == Some(TxState::Negotiating)
-                {
-                    transition(&agent, &t, TxEvent::FatalError { code });
-                }
+            // A Fatal refusal of a participant's draft terminates its transaction, whatever
+            // its state: an undefined transition (0105) or a reused Mandate id (0100) ends
+            // it Failed (SPEC-IV-02, SPEC-IX-I03; PROFILE G-18). A non-participant's draft
+            // changes nothing.
+            if let (Some(t), Some(p)) = (tx, peer.as_deref()) {
+                terminate_by_peer(&agent, &t, e.code(), p);
             }
             Err(framing::status_for(&e, Rpc::Commit, &c))
         }
+    }
+}
+
+/// `fatal_error.<code>` → Failed when `peer` is a participant of `tx` and `code` is Fatal
+/// (PROFILE G-18; `Transactions::terminate_by_participant`).
+fn terminate_by_peer(agent: &Agent, tx: &[u8; 32], code: ErrorCode, peer: &str) {
+    if let Err(e) = agent
+        .transactions
+        .terminate_by_participant(tx, code, peer, agent.now())
+    {
+        tracing::error!(error = %e, "cannot terminate the transaction");
     }
 }
 
@@ -905,6 +1002,13 @@ async fn accept_draft(
     }
     if let Some(p) = &mandate.predecessor {
         check_predecessor(agent, p).map_err(|e| (ktx, e))?;
+    }
+    // The complete delegation chain of every other signer, before co-signing
+    // (SPEC-III-A-2-06). Defect: co-signs unchecked.
+    if !agent.fault("mandate-skips-delegation-check") {
+        verify_attestations(agent, &tx, &mandate, None)
+            .await
+            .map_err(|e| (ktx, e))?;
     }
     let body = Value::map([
         ("mandate_id", uuid_value(&mandate.mandate_id)),

@@ -63,6 +63,26 @@ use super::{attribution, settlement};
 /// Deliberate defects of this layer (`crate::faults`).
 pub const FAULTS: &[crate::faults::Fault] = &[
     crate::faults::Fault {
+        name: "disputed-receipt-fulfils",
+        breaks: "SPEC-IV-B-I08 SPEC-IV-A-I07",
+        description: "a Receipt with outcome disputed (issued or received) moves Verifying to Fulfilled instead of Disputed",
+    },
+    crate::faults::Fault {
+        name: "dispute-procedure-not-started",
+        breaks: "SPEC-II-D-05",
+        description: "entering Disputed does not start (log) the dispute resolution procedure named in the Terms",
+    },
+    crate::faults::Fault {
+        name: "extension-adds-transition",
+        breaks: "SPEC-XI-06",
+        description: "a received Receipt carrying extension (unknown) fields adds an extension transition `lemay.ext.review` to the audit trail",
+    },
+    crate::faults::Fault {
+        name: "settlement-failure-as-fatal-error",
+        breaks: "SPEC-IV-B-I06",
+        description: "a settlement failure ends Settling by the generic fatal_error event instead of the settlement_failed transition (T6)",
+    },
+    crate::faults::Fault {
         name: "receipt-requires-attribution",
         breaks: "SPEC-III-G-I01",
         description: "refuses a two-party Receipt that carries no Attribution Record",
@@ -658,6 +678,23 @@ async fn verify(agent: &Agent, args: &Value) -> ControlResult {
     if state != Some(TxState::Verifying) {
         return Err(undefined("a Receipt", state));
     }
+    // A counterparty credential revoked after commit: the Terms' dispute procedure, whatever
+    // was delivered — a `disputed` Receipt citing 1102 (SPEC-III-A-3-03; PROFILE G-18, G-55).
+    if let Some(revoked) = agent.settlement.revoked_after_commit(&deal.id) {
+        let reason = format!("credential of {revoked} revoked after commit (1102)");
+        let dargs = Value::map([
+            (
+                "transaction_id",
+                args.get("transaction_id").cloned().unwrap_or(Value::Null),
+            ),
+            ("reason", Value::text(reason)),
+            (
+                "violated_provisions",
+                Value::Array(vec![Value::text("authority")]),
+            ),
+        ]);
+        return dispute_citing(agent, &dargs, Some(ErrorCode::CredentialRevoked)).await;
+    }
     let method = match opt_text(args, "method")? {
         None => VerificationMethod::Attestation,
         Some(m) => VerificationMethod::parse(m)
@@ -970,6 +1007,12 @@ async fn accept_third_party(
 /// `dispute`: a signed Dispute Initiation Record in a `disputed` Receipt
 /// (SPEC-III-F-2-01, SPEC-III-F-2-02, SPEC-II-D-04).
 async fn dispute(agent: &Agent, args: &Value) -> ControlResult {
+    dispute_citing(agent, args, None).await
+}
+
+/// [`dispute`]; with `cite`, the record's evidence and the Receipt's verification evidence
+/// carry `error_code` (the MTP code that started the dispute, e.g. 1102, PROFILE G-55).
+async fn dispute_citing(agent: &Agent, args: &Value, cite: Option<ErrorCode>) -> ControlResult {
     let (deal, terms, mandate_id) = committed_deal(agent, args)?;
     let state = agent.transactions.state(&deal.id);
     if state != Some(TxState::Verifying) {
@@ -983,6 +1026,13 @@ async fn dispute(agent: &Agent, args: &Value) -> ControlResult {
     }
     let reason = crate::services::control::text_arg(args, "reason")?;
     let mut evidence = vec![(Value::text("reason"), Value::text(reason))];
+    let cited = cite.map(|c| {
+        (
+            Value::text("error_code"),
+            Value::from(u64::from(c.as_u16())),
+        )
+    });
+    evidence.extend(cited.clone());
     let mut proposed = opt_text(args, "proposed_resolution")?.map(str::to_owned);
     if let Some(claim) = args.get("claimed_amount") {
         let price = mtp_protocol::primitives::common::PriceSpec::from_value(
@@ -1050,13 +1100,16 @@ async fn dispute(agent: &Agent, args: &Value) -> ControlResult {
                 .map(|r| r.verification.method)
                 .filter(|m| *m != VerificationMethod::ThirdParty)
                 .unwrap_or(VerificationMethod::Attestation),
-            evidence: vec![
+            evidence: [
                 (Value::text("reason"), Value::text(reason)),
                 (
                     Value::text("dispute_record_sha256"),
                     Value::Bytes(sha256(&record_bytes).to_vec()),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(cited)
+            .collect(),
             third_party: None,
             unknown: Map::new(),
         },
@@ -1199,9 +1252,42 @@ fn receipt_event(agent: &Agent, r: &Receipt) -> TxEvent {
         outcome: match r.outcome {
             Outcome::Fulfilled => ReceiptOutcome::Fulfilled,
             Outcome::PartiallyFulfilled => ReceiptOutcome::PartiallyFulfilled,
+            Outcome::Disputed if agent.fault("disputed-receipt-fulfils") => {
+                ReceiptOutcome::Fulfilled
+            }
             Outcome::Disputed => ReceiptOutcome::Disputed,
             Outcome::Failed => ReceiptOutcome::Failed,
         },
+    }
+}
+
+/// Audit event that starts the dispute resolution procedure of the Terms.
+pub const DISPUTE_PROCEDURE_STARTED: &str = "dispute_procedure_started";
+
+/// Verifying → Disputed starts the dispute resolution procedure named in the Terms
+/// (`terms.dispute_resolution.method`, SPEC-II-D-05, SPEC-IV-A-I07): logged on the
+/// transaction's trail with the extension keys `method` and `receipt_ref` (PROFILE G-18,
+/// G-26, G-42).
+fn start_dispute_procedure(agent: &Agent, deal: &Deal, receipt: &Receipt, peer: Option<&str>) {
+    if agent.fault("dispute-procedure-not-started") {
+        return;
+    }
+    let method = deal_terms(deal)
+        .map(|t| t.dispute_resolution.method.as_str().to_owned())
+        .unwrap_or_default();
+    let mut agents = vec![agent.did()];
+    agents.extend(peer.map(str::to_owned));
+    let rec = AuditRecord {
+        event: DISPUTE_PROCEDURE_STARTED.into(),
+        agents,
+        extensions: vec![
+            ("method".into(), Value::text(method)),
+            ("receipt_ref".into(), uuid_value(&receipt.receipt_id)),
+        ],
+        ..AuditRecord::default()
+    };
+    if let Err(e) = agent.transactions.record(&deal.id, rec, agent.now()) {
+        tracing::error!(error = %e, "cannot log the dispute procedure");
     }
 }
 
@@ -1223,10 +1309,13 @@ async fn issue_receipt_as(
     let bytes = receipt
         .try_to_cbor()
         .map_err(|e| ControlError::Internal(e.to_string()))?;
-    agent
+    let to = agent
         .transactions
         .apply(&deal.id, event, agent.now())
         .map_err(|e| ControlError::mtp(&e))?;
+    if to == TxState::Disputed {
+        start_dispute_procedure(agent, deal, &receipt, None);
+    }
     record_receipt(agent, deal, &receipt, &bytes).map_err(|e| ControlError::mtp(&e))?;
     let frame =
         wire::Frame::new("receipt", receipt.to_value()).map_err(|e| ControlError::mtp(&e))?;
@@ -1509,12 +1598,26 @@ pub async fn on_verify(
     if let Err(e) = check_receipt(agent, &deal, &receipt).await {
         return Err(fatal_refusal(agent, deal.id, &e, rpc, &peer).await);
     }
-    if let Err(e) = agent
+    match agent
         .transactions
         .apply(&deal.id, receipt_event(agent, &receipt), agent.now())
     {
-        let e = VerificationError::Tx(e);
-        return Err(fatal_refusal(agent, deal.id, &e, rpc, &peer).await);
+        Ok(TxState::Disputed) => start_dispute_procedure(agent, &deal, &receipt, Some(&peer)),
+        Ok(to) if agent.fault("extension-adds-transition") && !receipt.unknown.is_empty() => {
+            let rec = AuditRecord {
+                event: "lemay.ext.review".into(),
+                from_state: Some(to),
+                to_state: Some(to),
+                agents: vec![agent.did(), peer.clone()],
+                ..AuditRecord::default()
+            };
+            let _ = agent.transactions.record(&deal.id, rec, agent.now());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let e = VerificationError::Tx(e);
+            return Err(fatal_refusal(agent, deal.id, &e, rpc, &peer).await);
+        }
     }
     let bytes = frame_body_bytes(&frame);
     if let Err(e) = record_receipt(agent, &deal, &receipt, &bytes) {
@@ -1950,6 +2053,10 @@ pub fn end_transaction(agent: &Agent, tx: [u8; 32], code: ErrorCode, escalated: 
     if state.is_terminal() {
         return;
     }
+    // Defect `undefined-transition-keeps-state` (`layers::commitment::FAULTS`, PROFILE G-18).
+    if code == ErrorCode::UndefinedTransition && agent.fault("undefined-transition-keeps-state") {
+        return;
+    }
     let settlement_failure = code.layer() == Layer::Settlement;
     let mut state = state;
     // A settlement failure reported while this side is still Committed (the payer's
@@ -1968,7 +2075,10 @@ pub fn end_transaction(agent: &Agent, tx: [u8; 32], code: ErrorCode, escalated: 
             Err(e) => tracing::error!(error = %e, "cannot activate before the failure"),
         }
     }
-    let event = if state == TxState::Settling && (escalated || settlement_failure) {
+    let event = if state == TxState::Settling
+        && (escalated || settlement_failure)
+        && !agent.fault("settlement-failure-as-fatal-error")
+    {
         TxEvent::SettlementFailed
     } else if code.severity() == Severity::Fatal {
         TxEvent::FatalError { code }
