@@ -361,3 +361,50 @@ pub fn mandate_terms_id(body: &Value) -> Option<[u8; 32]> {
     let t = cbor::from_slice(bytes).ok()?;
     bytes32(&t, "terms_id")
 }
+
+/// Authority in another price unit (issue C-1; PROFILE G-03, G-33, G-44, G-45): the
+/// Principal's ADC for `subject` over every category up to the usual ceiling, with
+/// `maxTransactionValue` denominated in `unit` instead of USD (an authority never compares
+/// amounts across units, so Terms priced in EUR or `MTP_COMPUTE_CREDIT` need an authority in
+/// that unit). The credential shares the revocation entry of a USD one issued alongside it,
+/// so revoking the subject revokes both.
+pub fn delegate_in_unit(
+    principal: &mut super::persona::Principal,
+    subject: &str,
+    unit: &str,
+    now: mtp_protocol::time::Timestamp,
+) -> Result<super::persona::Issued, String> {
+    use mtp_protocol::identity::credential::{self, Credential, ProofOptions};
+    use mtp_protocol::identity::delegation::{AuthorityDelegation, MaxTransactionValue};
+    use mtp_protocol::verification::Decimal;
+
+    let usd = principal
+        .delegate(
+            subject,
+            &super::persona::ALL_CATEGORIES,
+            super::persona::DELEGATED_MAX_USD,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+    let parsed = Credential::from_json(&usd.json).map_err(|e| e.to_string())?;
+    let mut adc = AuthorityDelegation::from_credential(&parsed).map_err(|e| e.to_string())?;
+    adc.max_transaction_value =
+        MaxTransactionValue::new(Decimal::from_int(super::persona::DELEGATED_MAX_USD), unit)
+            .map_err(|e| format!("authority in {unit}: {e}"))?;
+    adc.id = adc.id.map(|id| format!("{id}:{}", unit.replace(':', "-")));
+    let unsigned = adc.to_unsigned_credential().map_err(|e| e.to_string())?;
+    let signed = credential::sign(
+        &unsigned,
+        &principal.persona.signing,
+        &ProofOptions {
+            verification_method: principal.persona.key_id.clone(),
+            created: now,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(super::persona::Issued {
+        subject: subject.to_owned(),
+        json: signed.to_json(),
+        status_index: usd.status_index,
+    })
+}

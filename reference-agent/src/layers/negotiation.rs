@@ -78,6 +78,11 @@ pub const FAULTS: &[crate::faults::Fault] = &[
         description: "sends a Rejection but leaves the transaction in Negotiating",
     },
     crate::faults::Fault {
+        name: "received-rejection-ignored",
+        breaks: "SPEC-IV-B-I03",
+        description: "as requester, ignores a Rejection from the counterparty and waits on (no 3100, no Failed)",
+    },
+    crate::faults::Fault {
         name: "ignore-max-rounds",
         breaks: "SPEC-III-C-1-04",
         description: "at the round limit accepts the proposal on the table instead of terminating with exhausted",
@@ -85,7 +90,7 @@ pub const FAULTS: &[crate::faults::Fault] = &[
     crate::faults::Fault {
         name: "no-round-timeout",
         breaks: "SPEC-III-C-1-02",
-        description: "a responder waiting for a reply never applies the round timeout",
+        description: "a party waiting for a reply (responder or coordinating requester) never applies the round timeout",
     },
     crate::faults::Fault {
         name: "skip-proposal-signature-check",
@@ -115,7 +120,12 @@ pub const FAULTS: &[crate::faults::Fault] = &[
     crate::faults::Fault {
         name: "fiat-only-prices",
         breaks: "SPEC-II-C-03",
-        description: "rejects every proposal priced in a unit other than an ISO 4217 code (no compute credits)",
+        description: "rejects every proposal priced in a unit other than an ISO 4217 code (no compute credits); as requester labels such a price USD",
+    },
+    crate::faults::Fault {
+        name: "fiat-usd-only",
+        breaks: "SPEC-II-C-02, SPEC-II-C-03",
+        description: "supports USD only: rejects every proposal priced in another unit (EUR, compute credits); as requester labels every price USD",
     },
     crate::faults::Fault {
         name: "fixed-delivery-terms",
@@ -1360,6 +1370,13 @@ fn improve_for_requester(terms: &mut Map, request: &MtpRequest, offer: Option<&O
     }
 }
 
+/// A price unit the agent refuses under the defects `fiat-only-prices` (anything but an ISO
+/// 4217 code) or `fiat-usd-only` (anything but USD); SPEC-II-C-02, SPEC-II-C-03.
+fn unit_refused_by_defect(agent: &Agent, unit: &str) -> bool {
+    let iso = unit.len() == 3 && unit.bytes().all(|b| b.is_ascii_uppercase());
+    (agent.fault("fiat-only-prices") && !iso) || (agent.fault("fiat-usd-only") && unit != "USD")
+}
+
 /// The most the requesting Agent may agree to pay: its budget ceiling and the maximum of
 /// its Authority Attestation (SPEC-III-A-2-06; PROFILE G-33), when in the price's unit.
 fn authority_cap(ctx: &NegotiationContext, unit: &str) -> Option<f64> {
@@ -2006,6 +2023,10 @@ pub async fn negotiate(
     if let Some(changes) = &spec.terms {
         merge_terms(&mut terms, changes);
     }
+    if price_of(&terms).is_some_and(|(_, u)| unit_refused_by_defect(agent, &u)) {
+        // Defects `fiat-only-prices` / `fiat-usd-only`: the price is labelled USD.
+        path_set(&mut terms, "price.unit", Value::text("USD"));
+    }
     if let Some((price, unit)) = price_of(&terms)
         && let Some(cap) = authority_cap(&ctx, &unit).filter(|c| price > *c)
     {
@@ -2326,6 +2347,11 @@ impl Coordinator {
         match std::mem::replace(&mut self.phase, CPhase::Idle) {
             CPhase::AwaitReplies => {
                 self.phase = CPhase::AwaitReplies;
+                if self.agent.fault("no-round-timeout") {
+                    // The deadline stays passed: pace the loop instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return;
+                }
                 let elapsed = elapsed_ms(self.sent_at);
                 let mut timed_out = false;
                 for l in &mut self.links {
@@ -2504,6 +2530,11 @@ impl Coordinator {
                 self.round_complete().await;
             }
             Ok(Step::Terminated(status)) => {
+                if self.agent.fault("received-rejection-ignored")
+                    && status == TerminationStatus::Rejected
+                {
+                    return;
+                }
                 // A Rejection (3100) or the peer's termination.
                 record_received_error(&self.agent, &self.tx, status.code().as_u16(), &peer);
                 if self.links.len() > 1 {
@@ -2512,6 +2543,7 @@ impl Coordinator {
                     self.end(Outcome::Terminated(status));
                 }
             }
+            Err(RoundError::Timeout { .. }) if self.agent.fault("no-round-timeout") => {}
             Err(e @ (RoundError::Timeout { .. } | RoundError::Exhausted { .. })) => {
                 let status = if matches!(e, RoundError::Timeout { .. }) {
                     TerminationStatus::Timeout
@@ -3030,6 +3062,19 @@ pub async fn serve_negotiate(
             TxError::Exists(_) => NegotiationError::Reuse(nim.negotiation_id.to_string()),
             other => NegotiationError::Tx(other),
         };
+        // A participant reusing the id of its live transaction ends it (0100 Fatal,
+        // SPEC-IX-I03; PROFILE G-18); a non-participant's NIM changes nothing.
+        if matches!(e, NegotiationError::Reuse(_))
+            && let Some(p) = peer.as_deref()
+            && let Err(te) = agent.transactions.terminate_by_participant(
+                &tx,
+                ErrorCode::UuidReuse,
+                p,
+                agent.now(),
+            )
+        {
+            tracing::error!(error = %te, "cannot terminate the reused transaction");
+        }
         return Err(refuse(&e, None, peer.as_deref()));
     }
     audit_message(
@@ -3402,10 +3447,8 @@ impl Responder {
             Decision::Accept if self.agent.fault("counter-acceptable-proposal") => {
                 Decision::Counter(p.terms.clone())
             }
-            _ if self.agent.fault("fiat-only-prices")
-                && price_of(&p.terms).is_some_and(|(_, u)| {
-                    u.len() != 3 || !u.bytes().all(|b| b.is_ascii_uppercase())
-                }) =>
+            _ if price_of(&p.terms)
+                .is_some_and(|(_, u)| unit_refused_by_defect(&self.agent, &u)) =>
             {
                 Decision::Reject("only ISO 4217 prices are supported".into())
             }

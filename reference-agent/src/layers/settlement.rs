@@ -77,7 +77,30 @@ pub const FAULTS: &[crate::faults::Fault] = &[
         breaks: "SPEC-III-E-2-01, SPEC-III-E-2-02",
         description: "a settlement that fails after the transfer is not reversed",
     },
+    crate::faults::Fault {
+        name: "rail-no-retry",
+        breaks: "SPEC-VI-02, SPEC-VI-I03",
+        description: "a rail operation failing with the Recoverable 5200 is escalated at once, without a retry",
+    },
+    crate::faults::Fault {
+        name: "rail-retry-beyond-limit",
+        breaks: "SPEC-VI-02",
+        description: "a rail operation failing with 5200 is retried up to 10 times instead of RETRY_LIMIT (3) before escalating",
+    },
+    crate::faults::Fault {
+        name: "informational-fails-call",
+        breaks: "SPEC-VI-I05",
+        description: "a byte-identical redelivered settlement notice (Informational 0400) fails the call instead of being logged and answered like the original",
+    },
+    crate::faults::Fault {
+        name: "revocation-after-commit-ignored",
+        breaks: "SPEC-III-A-3-03",
+        description: "does not re-verify the counterparties' delegation chains when settlement starts: a credential revoked after commit goes unnoticed and the Receipt is not disputed",
+    },
 ];
+
+/// Retries of a 5200 under the defect `rail-retry-beyond-limit`.
+const BEYOND_LIMIT_RETRIES: u32 = 10;
 
 /// The Settlement Interface requirement (SPEC-III-E-1-01).
 const INTERFACE_REQ: &str = "SPEC-III-E-1-01";
@@ -658,6 +681,12 @@ pub struct State {
     local: Mutex<BTreeMap<[u8; 32], LocalSettlement>>,
     /// Fulfilment ratios announced by `settle {partial}` (PROFILE G-20).
     ratios: Mutex<BTreeMap<[u8; 32], f32>>,
+    /// Frame hashes of the settlement notices applied, per transaction: a byte-identical
+    /// redelivery is answered like the original (0400 Informational; PROFILE G-09, G-29).
+    applied: Mutex<BTreeMap<[u8; 32], Vec<[u8; 32]>>>,
+    /// Transactions whose counterparty credential was found revoked after commit, with that
+    /// participant: the dispute path (SPEC-III-A-3-03; PROFILE G-55).
+    revoked: Mutex<BTreeMap<[u8; 32], String>>,
 }
 
 impl Default for State {
@@ -673,6 +702,8 @@ impl State {
             rails: Mutex::new(BTreeMap::new()),
             local: Mutex::new(BTreeMap::new()),
             ratios: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(BTreeMap::new()),
+            revoked: Mutex::new(BTreeMap::new()),
         };
         s.reset();
         s
@@ -691,6 +722,42 @@ impl State {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The participant whose credential was revoked after `tx` was committed, when the
+    /// re-verification at settlement start found one (SPEC-III-A-3-03; PROFILE G-55).
+    pub fn revoked_after_commit(&self, tx: &[u8; 32]) -> Option<String> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tx)
+            .cloned()
+    }
+
+    /// Whether a notice with frame hash `hash` was already applied to `tx`.
+    fn was_applied(&self, tx: &[u8; 32], hash: &[u8; 32]) -> bool {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tx)
+            .is_some_and(|h| h.contains(hash))
+    }
+
+    fn mark_applied(&self, tx: [u8; 32], hash: [u8; 32]) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tx)
+            .or_default()
+            .push(hash);
     }
 
     /// Add (or replace) a rail adapter (SPEC-III-E-1-03).
@@ -1038,7 +1105,14 @@ async fn run_op<T>(
         {
             tracing::error!(error = %e, "cannot audit rail error");
         }
-        match after_failure(code, failures) {
+        let decision = if agent.fault("rail-no-retry") {
+            RetryDecision::Escalate
+        } else if agent.fault("rail-retry-beyond-limit") && failures <= BEYOND_LIMIT_RETRIES {
+            after_failure(code, 1)
+        } else {
+            after_failure(code, failures)
+        };
+        match decision {
             RetryDecision::Retry { backoff_ms, .. } => {
                 tracing::info!(op, failures, backoff_ms, "rail unavailable, retrying");
                 tokio::time::sleep(jittered(agent, backoff_ms)).await;
@@ -1115,6 +1189,7 @@ async fn settle(agent: &Agent, args: &Value) -> ControlResult {
     }
     match state {
         Some(TxState::Committed) => {
+            recheck_authority(agent, &deal).await;
             agent
                 .transactions
                 .apply(&tx, TxEvent::MandateActivated, agent.now())
@@ -1182,6 +1257,20 @@ async fn settle(agent: &Agent, args: &Value) -> ControlResult {
         rail,
         agents,
     };
+    // Extension `wait: false` (contract rule 5 leaves room): answer once the settlement is
+    // started and run it in the background, so that its outcome is observed on the wire.
+    if args.get("wait").and_then(Value::as_bool) == Some(false) {
+        let background = agent.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run_settlement(&background, &ctx, &request).await {
+                tracing::info!(error = ?e, "settlement (wait: false) failed");
+            }
+        });
+        return Ok(Value::map([
+            ("status", Value::text("started")),
+            ("rail", Value::text(rail_id)),
+        ]));
+    }
     let result = run_settlement(agent, &ctx, &request).await?;
     let mut out = vec![
         ("settlement_id", Value::text(result.0.clone())),
@@ -1204,6 +1293,42 @@ async fn settle(agent: &Agent, args: &Value) -> ControlResult {
         ));
     }
     Ok(Value::map(out))
+}
+
+/// When the settlement of a committed transaction starts, every other participant's
+/// delegation chain is verified again: a credential revoked after commit is not a refusal
+/// but the dispute path — 1102 audited, no transition, the Receipt at Verifying is
+/// `disputed` (SPEC-III-A-3-03; PROFILE G-18, G-55). Other failures were judged at commit.
+async fn recheck_authority(agent: &Agent, deal: &Deal) {
+    if agent.fault("revocation-after-commit-ignored") {
+        return;
+    }
+    let Some(m) = &deal.mandate else { return };
+    let committed_at = agent.transactions.get(&deal.id).and_then(|r| {
+        r.audit
+            .entries()
+            .iter()
+            .find(|e| e.to_state == Some(TxState::Committed))
+            .map(|e| e.timestamp)
+    });
+    let Some(committed_at) = committed_at else {
+        return;
+    };
+    match super::commitment::verify_attestations(agent, &deal.id, m, Some(committed_at)).await {
+        Ok(()) => {}
+        Err(super::commitment::CommitmentError::Authority { participant, error })
+            if error.is_dispute() =>
+        {
+            agent.raise(Some(deal.id), &*error, Some(&participant));
+            agent
+                .settlement
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(deal.id, participant);
+        }
+        Err(e) => tracing::info!(error = %e, "delegation re-check at settlement start"),
+    }
 }
 
 /// initiate → confirm → query; Settling → Verifying, or the failure path.
@@ -1601,6 +1726,25 @@ pub async fn on_settle(
     if let Err(e) = ok {
         return Err(plumbing::fatal_refusal(agent, tx, &e, rpc, &peer).await);
     }
+    // A byte-identical redelivery: Informational 0400, logged, answered like the original
+    // and without effect on the transaction (SPEC-VI-I05; PROFILE G-09, G-29).
+    if agent.settlement.was_applied(&tx, &frame.hash) {
+        agent.warn(
+            Some(tx),
+            ErrorCode::DuplicateDeliveryIgnored,
+            format!("settlement notice {} received again", notice.settlement_id),
+        );
+        if agent.fault("informational-fails-call") {
+            return Err(plumbing::refuse(
+                agent,
+                Some(tx),
+                &super::negotiation::CodeError(ErrorCode::DuplicateDeliveryIgnored),
+                rpc,
+                Some(&peer),
+            ));
+        }
+        return plumbing::ack(agent, Some(tx), &frame, &peer, rpc);
+    }
     let state = agent.transactions.state(&tx);
     let event = match (notice.kind, state) {
         (NoticeType::Initiated, Some(TxState::Committed)) => Some(TxEvent::MandateActivated),
@@ -1630,6 +1774,9 @@ pub async fn on_settle(
     {
         plumbing::record_received_error(agent, Some(tx), Some(e.code), &peer);
     }
+    if event == Some(TxEvent::MandateActivated) {
+        recheck_authority(agent, &deal).await;
+    }
     if let Some(ev) = event
         && let Err(e) = agent.transactions.apply(&tx, ev, agent.now())
     {
@@ -1649,6 +1796,7 @@ pub async fn on_settle(
     if notice.kind == NoticeType::Confirmed {
         settlement_confirmed(agent, &notice.mandate_id);
     }
+    agent.settlement.mark_applied(tx, frame.hash);
     plumbing::ack(agent, Some(tx), &frame, &peer, rpc)
 }
 
