@@ -297,6 +297,22 @@ pub fn negotiate(
     })
 }
 
+/// Reads a peer's profile from its deterministic CBOR (gRPC `mtp-alg-profile-bin`, the
+/// `profile` of a NATS `alg_profile` message; PROFILE G-38) and negotiates it against `own`
+/// (BIND X). Bytes that are not one deterministic CBOR item are a malformed profile (0200);
+/// an invalid profile or no common algorithm is 0106 (BIND-X-I06).
+pub fn negotiate_with_peer(
+    own: &AlgorithmSupportProfile,
+    peer_cbor: &[u8],
+) -> Result<(AlgorithmSupportProfile, NegotiatedSuite), CryptoError> {
+    let value = crate::cbor::from_slice(peer_cbor).map_err(|_| CryptoError::MalformedProfile {
+        reason: "not one deterministic CBOR item",
+    })?;
+    let peer = AlgorithmSupportProfile::from_value(&value)?;
+    let suite = negotiate(own, &peer)?;
+    Ok((peer, suite))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +567,25 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn negotiate_with_peer_from_cbor() {
+        let own = AlgorithmSupportProfile::baseline();
+        let full = crate::cbor::to_vec(&AlgorithmSupportProfile::full().to_value()).unwrap();
+        let (peer, suite) = negotiate_with_peer(&own, &full).unwrap();
+        assert_eq!(peer, AlgorithmSupportProfile::full());
+        assert_eq!(suite, NegotiatedSuite::baseline());
+        let only87 = Value::map([
+            ("signature", Value::Array(vec![Value::text("ML-DSA-87")])),
+            ("kem", Value::Array(vec![Value::text("ML-KEM-768")])),
+            ("symmetric", Value::Array(vec![Value::text("AES-256-GCM")])),
+            ("hash", Value::Array(vec![Value::text("SHA-256")])),
+        ]);
+        let e = negotiate_with_peer(&own, &crate::cbor::to_vec(&only87).unwrap()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::AlgorithmNegotiationFailure);
+        let e = negotiate_with_peer(&own, &[0xff]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::SchemaViolation);
     }
 
     #[test]

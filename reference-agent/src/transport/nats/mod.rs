@@ -8,7 +8,9 @@
 //!   redeliveries are 0400 Duplicate Delivery Ignored (PROFILE G-29).
 //! - [`envelope`]: sealed publish and verified open of the encrypted envelope
 //!   (BIND-V-B-01; PROFILE G-40, G-41).
+//! - [`alg`]: the signed `alg_profile` announcement on `mtp.alg` (BIND-X-I01; PROFILE G-38).
 
+pub mod alg;
 pub mod dedup;
 pub mod envelope;
 pub mod jetstream;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mtp_protocol::cbor::Value;
+use mtp_protocol::crypto::agility::negotiate_with_peer;
+use mtp_protocol::crypto::{AlgorithmSupportProfile, CryptoError, NegotiatedSuite};
 use mtp_protocol::error_record::MtpErrorRecord;
 use mtp_protocol::errors::{Coded, ErrorCode, Severity, split_code};
 use mtp_protocol::primitives::CborObject;
@@ -151,6 +153,10 @@ pub enum FramingError {
     UnsupportedVersion(String),
     #[error("invalid ack body: {0}")]
     BadAck(&'static str),
+    /// The peer's `mtp-alg-profile-bin` is malformed (0200), invalid or has no algorithm in
+    /// common with this agent's (0106; PROFILE G-38, BIND-X-I06).
+    #[error("algorithm negotiation: {0}")]
+    AlgorithmProfile(mtp_protocol::crypto::CryptoError),
 }
 
 impl Coded for FramingError {
@@ -163,11 +169,13 @@ impl Coded for FramingError {
             FramingError::MissingVersion | FramingError::UnsupportedVersion(_) => {
                 ErrorCode::ProtocolVersionUnsupported
             }
+            FramingError::AlgorithmProfile(e) => e.code(),
         }
     }
     fn requirement(&self) -> Option<&'static str> {
         match self {
             FramingError::Wire(e) => e.requirement(),
+            FramingError::AlgorithmProfile(e) => e.requirement(),
             _ => None,
         }
     }
@@ -176,6 +184,13 @@ impl Coded for FramingError {
 /// Wraps a frame into the protobuf message.
 pub fn encode(frame: &wire::Frame) -> Result<pb::Frame, WireError> {
     use crate::transport::test_fault;
+    if test_fault("sign-non-ml-dsa")
+        && let Some(relabelled) = relabel_signature(frame)
+    {
+        return Ok(pb::Frame {
+            cbor: relabelled.encode()?,
+        });
+    }
     let mut cbor = if test_fault("frame-hash-stale") {
         let mut stale = frame.clone();
         if let Value::Map(entries) = &frame.body {
@@ -200,6 +215,26 @@ pub fn encode(frame: &wire::Frame) -> Result<pb::Frame, WireError> {
     Ok(pb::Frame { cbor })
 }
 
+/// Defect `sign-non-ml-dsa`: the frame's top-level `signature` announced as SLH-DSA
+/// (SPEC-VIII-A-01; PROFILE G-39 allows it on none of the MTPSync objects signed here).
+fn relabel_signature(frame: &wire::Frame) -> Option<wire::Frame> {
+    let Value::Map(entries) = &frame.body else {
+        return None;
+    };
+    let mut entries = entries.clone();
+    let (_, Value::Map(sig)) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("signature"))?
+    else {
+        return None;
+    };
+    let (_, alg) = sig
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("algorithm"))?;
+    *alg = Value::text("SLH-DSA-SHA2-192s");
+    wire::Frame::new(&frame.frame_type, Value::Map(entries)).ok()
+}
+
 /// Strictly decodes and integrity-checks a protobuf frame (SPEC-VII-A-06, SPEC-VII-A-07).
 pub fn decode(frame: &pb::Frame) -> Result<wire::Frame, FramingError> {
     let strict = wire::Frame::decode(&frame.cbor);
@@ -213,6 +248,16 @@ pub fn decode(frame: &pb::Frame) -> Result<wire::Frame, FramingError> {
                 Some(bytes) => wire::Frame::decode(&bytes)?,
                 None => strict?,
             }
+        }
+        // Defect: the frame hash is not checked (any `hash` is accepted).
+        Err(WireError::HashMismatch) if crate::transport::test_fault("frame-hash-unchecked") => {
+            let v = mtp_protocol::cbor::from_slice(&frame.cbor).map_err(WireError::from)?;
+            let t = v
+                .get("type")
+                .and_then(Value::as_text)
+                .unwrap_or_default()
+                .to_owned();
+            wire::Frame::new(&t, v.get("body").cloned().unwrap_or(Value::Null))?
         }
         other => other?,
     };
@@ -330,10 +375,19 @@ pub fn set_version(md: &mut MetadataMap) {
     md.insert(VERSION_HEADER, MetadataValue::from_static(PROTOCOL_VERSION));
 }
 
-/// Checks `mtp-version`: some listed version must have a supported Major; Minor and
-/// Patch differences are tolerated (PROFILE G-49). Several values or a comma-separated
-/// list are accepted (migration window, SPEC-XII-03).
+/// Checks the call metadata: `mtp-version` (some listed version must have a supported
+/// Major; Minor and Patch differences are tolerated, PROFILE G-49; several values or a
+/// comma-separated list are accepted — a peer in a migration window lists both Majors,
+/// SPEC-XII-03), then the peer's `mtp-alg-profile-bin` when present
+/// ([`check_alg_profile`]; PROFILE G-38).
 pub fn check_version(md: &MetadataMap) -> Result<(), FramingError> {
+    check_protocol_version(md)?;
+    check_alg_profile(md).map(|_| ())
+}
+
+/// The `mtp-version` half of [`check_version`] (PROFILE G-49).
+pub fn check_protocol_version(md: &MetadataMap) -> Result<(), FramingError> {
+    use crate::transport::test_fault;
     let mut seen = Vec::new();
     for v in md.get_all(VERSION_HEADER) {
         let Ok(text) = v.to_str() else {
@@ -341,10 +395,20 @@ pub fn check_version(md: &MetadataMap) -> Result<(), FramingError> {
             continue;
         };
         for item in text.split(',').map(str::trim) {
-            if major_of(item).is_some_and(|m| SUPPORTED_MAJORS.contains(&m)) {
+            let supported = if test_fault("accept-any-major") {
+                major_of(item).is_some()
+            } else if test_fault("exact-version-only") {
+                item == PROTOCOL_VERSION
+            } else {
+                major_of(item).is_some_and(|m| SUPPORTED_MAJORS.contains(&m))
+            };
+            if supported {
                 return Ok(());
             }
             seen.push(item.to_owned());
+            if test_fault("first-version-only") {
+                break;
+            }
         }
     }
     if seen.is_empty() {
@@ -385,6 +449,53 @@ pub fn alg_profile(md: &MetadataMap) -> Option<Vec<u8>> {
     md.get_bin(ALG_PROFILE_HEADER)
         .and_then(|v| v.to_bytes().ok())
         .map(|b| b.to_vec())
+}
+
+/// This agent's Algorithm Support Profile: the baseline, as its DID Document's
+/// `mtpAlgorithmSupport` says (agent.rs; PROFILE G-38).
+pub fn own_alg_profile() -> AlgorithmSupportProfile {
+    AlgorithmSupportProfile::baseline()
+}
+
+/// Algorithm Negotiation over gRPC (BIND-X-I01; PROFILE G-38): a peer's
+/// `mtp-alg-profile-bin` must be a valid profile (baseline listed, nothing forbidden) with
+/// an algorithm in common with [`own_alg_profile`] for every function; otherwise the call
+/// is refused with 0106 (0200 when it is not a profile map) and no transaction begins
+/// (BIND-X-I06). Labels this agent does not know are ignored (SPEC-VIII-B-01). Absent →
+/// `Ok(None)`: the suite then follows the peer's DID Document.
+pub fn check_alg_profile(md: &MetadataMap) -> Result<Option<NegotiatedSuite>, FramingError> {
+    use crate::transport::test_fault;
+    let Some(raw) = md.get_bin(ALG_PROFILE_HEADER) else {
+        return Ok(None);
+    };
+    if test_fault("ignore-alg-profile") {
+        return Ok(None);
+    }
+    let bytes = raw
+        .to_bytes()
+        .map_err(|_| {
+            FramingError::AlgorithmProfile(CryptoError::MalformedProfile {
+                reason: "not base64",
+            })
+        })?
+        .to_vec();
+    let own = own_alg_profile();
+    let (peer, suite) =
+        negotiate_with_peer(&own, &bytes).map_err(FramingError::AlgorithmProfile)?;
+    if test_fault("alg-profile-strict") {
+        let beyond = !peer.ignored.is_empty()
+            || peer.signature.iter().any(|a| !own.signature.contains(a))
+            || peer.kem.iter().any(|a| !own.kem.contains(a))
+            || peer.hash.iter().any(|a| !own.hash.contains(a));
+        if beyond {
+            return Err(FramingError::AlgorithmProfile(
+                CryptoError::NoCommonAlgorithm {
+                    function: mtp_protocol::crypto::CryptoFunction::Signature,
+                },
+            ));
+        }
+    }
+    Ok(Some(suite))
 }
 
 /// The gRPC status of a failed call with MTP `code` on `rpc` (PROFILE G-09); `None` for
@@ -495,7 +606,14 @@ pub fn error_record<E: Coded + fmt::Display + ?Sized>(
     struct ByRef<'a, E: ?Sized>(&'a E);
     impl<E: Coded + ?Sized> Coded for ByRef<'_, E> {
         fn code(&self) -> ErrorCode {
-            self.0.code()
+            match self.0.code() {
+                ErrorCode::MalformedUuid
+                    if crate::transport::test_fault("malformed-uuid-as-schema") =>
+                {
+                    ErrorCode::SchemaViolation
+                }
+                c => c,
+            }
         }
         fn requirement(&self) -> Option<&'static str> {
             self.0.requirement()
@@ -735,6 +853,36 @@ mod tests {
         assert_eq!(
             check_version(&md).expect_err("3").code(),
             ErrorCode::ProtocolVersionUnsupported
+        );
+    }
+
+    #[test]
+    fn alg_profile_metadata() {
+        let mut md = MetadataMap::new();
+        assert_eq!(check_alg_profile(&md).expect("absent"), None);
+        let full =
+            mtp_protocol::cbor::to_vec(&AlgorithmSupportProfile::full().to_value()).expect("cbor");
+        set_alg_profile(&mut md, &full);
+        assert_eq!(
+            check_alg_profile(&md).expect("full"),
+            Some(NegotiatedSuite::baseline())
+        );
+        let only87 = Value::map([
+            ("signature", Value::Array(vec![Value::text("ML-DSA-87")])),
+            ("kem", Value::Array(vec![Value::text("ML-KEM-768")])),
+            ("symmetric", Value::Array(vec![Value::text("AES-256-GCM")])),
+            ("hash", Value::Array(vec![Value::text("SHA-256")])),
+        ]);
+        let mut md = MetadataMap::new();
+        set_version(&mut md);
+        set_alg_profile(&mut md, &mtp_protocol::cbor::to_vec(&only87).expect("cbor"));
+        let e = check_version(&md).expect_err("no baseline");
+        assert_eq!(e.code(), ErrorCode::AlgorithmNegotiationFailure);
+        let mut md = MetadataMap::new();
+        set_alg_profile(&mut md, &[0xff]);
+        assert_eq!(
+            check_alg_profile(&md).expect_err("garbage").code(),
+            ErrorCode::SchemaViolation
         );
     }
 
