@@ -46,6 +46,56 @@ pub const CORE_FAULTS: &[Fault] = &[
         description: "the MTPSync client offers only TLS_AES_128_GCM_SHA256",
     },
     Fault {
+        name: "tls-server-no-client-auth",
+        breaks: "BIND-V-A-02 BIND-V-A-04 SPEC-VII-A-05",
+        description: "the MTPSync server accepts clients that present no certificate",
+    },
+    Fault {
+        name: "tls-server-unpinned",
+        breaks: "BIND-V-A-04 BIND-V-A-05 SPEC-VII-A-05",
+        description: "the MTPSync server accepts any self-signed client certificate (no DID Document fingerprint check)",
+    },
+    Fault {
+        name: "tls-client-unpinned",
+        breaks: "BIND-V-A-04 BIND-V-A-05 SPEC-VII-A-05",
+        description: "the MTPSync client accepts any self-signed server certificate (no DID Document fingerprint check)",
+    },
+    Fault {
+        name: "tls-server-any-cipher",
+        breaks: "SPEC-VIII-A-09 SPEC-VII-A-03 BIND-V-A-06",
+        description: "the MTPSync server also accepts TLS_AES_128_GCM_SHA256 and TLS_CHACHA20_POLY1305_SHA256",
+    },
+    Fault {
+        name: "tls-server-ecdh-groups",
+        breaks: "SPEC-VIII-A-04 SPEC-VIII-A-05 BIND-X-I01",
+        description: "the MTPSync server also accepts the X25519MLKEM768, X25519 and secp256r1 key exchange groups",
+    },
+    Fault {
+        name: "frame-hash-unchecked",
+        breaks: "SPEC-VII-A-07 SPEC-VII-A-08",
+        description: "received MTPSync frames are accepted whatever their `hash` (no SHA-256 check)",
+    },
+    Fault {
+        name: "sync-accept-plaintext",
+        breaks: "SPEC-VII-A-03",
+        description: "the MTPSync server also serves HTTP/2 without TLS on its port",
+    },
+    Fault {
+        name: "nats-iv-constant",
+        breaks: "BIND-VI-D-02",
+        description: "sent MTPAsync envelopes all use the same payload and key-wrap IVs",
+    },
+    Fault {
+        name: "nats-iv-reuse-accepted",
+        breaks: "BIND-VI-D-03 BIND-VI-D-I01",
+        description: "received MTPAsync envelopes are opened without tracking (content key, IV) pairs",
+    },
+    Fault {
+        name: "malformed-uuid-as-schema",
+        breaks: "SPEC-IX-03",
+        description: "a malformed MTP-UUID in a received frame is reported as 0103 (schema) instead of 0102",
+    },
+    Fault {
         name: "frame-hash-stale",
         breaks: "SPEC-VII-A-07",
         description: "sent MTPSync frames carry the hash of the body before it was signed",
@@ -99,7 +149,58 @@ pub const CORE_FAULTS: &[Fault] = &[
 
 /// Defects of algorithm negotiation, protocol versioning and JSON conversion (BIND X, IV-C;
 /// SPEC VIII-B, XII).
-pub const AGILITY_FAULTS: &[Fault] = &[];
+pub const AGILITY_FAULTS: &[Fault] = &[
+    Fault {
+        name: "ignore-alg-profile",
+        breaks: "BIND-X-I06 BIND-X-I04",
+        description: "a peer's mtp-alg-profile-bin is not checked: a profile without the baseline or with no algorithm in common is accepted instead of refused with 0106",
+    },
+    Fault {
+        name: "alg-profile-strict",
+        breaks: "SPEC-VIII-B-01 BIND-X-I05",
+        description: "a peer profile listing an algorithm beyond this agent's own (ML-DSA-87, a future label) is refused with 0106 instead of negotiated down to the common one",
+    },
+    Fault {
+        name: "accept-any-major",
+        breaks: "SPEC-XII-03",
+        description: "mtp-version is checked for form only: a call announcing another Major (2.0.0, 0.9.0) is accepted instead of refused with 0107",
+    },
+    Fault {
+        name: "exact-version-only",
+        breaks: "SPEC-XII-03",
+        description: "only mtp-version 1.0.0 itself is accepted: a peer on another Minor or Patch of Major 1 (1.3.7) is refused with 0107",
+    },
+    Fault {
+        name: "first-version-only",
+        breaks: "SPEC-XII-03",
+        description: "only the first version a peer lists is considered: a peer in a migration window announcing \"2.0.0, 1.0.0\" is refused with 0107",
+    },
+    Fault {
+        name: "sign-non-ml-dsa",
+        breaks: "SPEC-VIII-A-01",
+        description: "signed MTPSync frames the agent sends announce their top-level signature as SLH-DSA-SHA2-192s",
+    },
+    Fault {
+        name: "json-generic-conversion",
+        breaks: "BIND-IV-C-03",
+        description: "an object received in JSON form is converted by the generic RFC 8949 §6 rules (byte strings stay text) instead of the schema-directed conversion to deterministic CBOR, so its signature cannot verify",
+    },
+    Fault {
+        name: "json-unverified",
+        breaks: "BIND-IV-C-03",
+        description: "an object received in JSON form is accepted without verifying its signature over the deterministic CBOR form",
+    },
+    Fault {
+        name: "alg-profile-not-announced",
+        breaks: "BIND-X-I01",
+        description: "no signed alg_profile is sent on mtp.alg to a new peer: no explicit Algorithm Negotiation exchange over MTPAsync",
+    },
+    Fault {
+        name: "alg-profile-bad-signature",
+        breaks: "BIND-X-I01 SPEC-VIII-A-01",
+        description: "the alg_profile announced on mtp.alg carries a signature that does not verify",
+    },
+];
 
 /// Every defect of the agent.
 pub fn all() -> impl Iterator<Item = &'static Fault> {

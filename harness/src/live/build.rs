@@ -915,6 +915,10 @@ pub fn complete(
                 template,
             )
         }
+        // PROFILE G-32: the persona's version history, optionally rotating its key.
+        "did_resolution_response" => {
+            super::registry::complete_response(ctx.persona, template, now)?
+        }
         "did_resolution_request" => {
             merge(Value::map([("did", Value::text(ctx.iut_did))]), template)
         }

@@ -65,15 +65,22 @@ pub struct LiveExecutor {
     slots: BTreeMap<String, Slot>,
     principal: Principal,
     iut_offers: Vec<Value>,
+    /// Claims the last `create_request` asked the IUT to reveal (super::presentation).
+    reveal: Option<Vec<String>>,
     last_channel: Option<ResolvedChannel>,
     /// The channel of the last outgoing unary call (its answer is `reply:<channel>`).
     last_unary: Option<String>,
+    /// The metadata faults (`protocol_version`, `alg_profile`) of the send in progress.
+    send_metadata: Vec<Fault>,
     last_sent: HashMap<String, Vec<u8>>,
     last_sent_any: Option<Vec<u8>>,
     last_id: Option<Value>,
     last_received: HashMap<String, (String, Value, [u8; 32])>,
     nats: Option<NatsLink>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Some persona server presents an unbound certificate (`personas:`): the IUT client
+    /// aborting that handshake (a peer alert) is the expected outcome, not a violation.
+    unbound_personas: bool,
 }
 
 fn infra(m: impl Into<String>) -> StepFault {
@@ -93,6 +100,30 @@ struct Scan {
     explicit: HashSet<String>,
     personas: BTreeSet<String>,
     nats_expect: bool,
+    /// Personas the IUT must know as indexes (calls expected or answered on their
+    /// `grpc:Index/<Method>[@persona]` channels; issue B-2).
+    index_personas: BTreeSet<String>,
+}
+
+/// The persona an `Index` channel names (`grpc:Index/<M>@<persona>`, else the counterparty).
+fn index_persona(c: &ScenarioChannel) -> Option<String> {
+    match c {
+        ScenarioChannel::Grpc {
+            service: GrpcService::Index,
+            method,
+        } => Some(
+            method
+                .split_once('@')
+                .map_or(COUNTERPARTY, |(_, p)| p)
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// Frames the harness sends as an index's answer to the IUT's call.
+fn is_index_answer(frame: &str) -> bool {
+    matches!(frame, "index_response" | "ack")
 }
 
 fn scan(ctx: &ScenarioContext) -> Scan {
@@ -100,9 +131,18 @@ fn scan(ctx: &ScenarioContext) -> Scan {
     let mut personas = BTreeSet::from([COUNTERPARTY.to_owned()]);
     let mut expected: HashSet<String> = HashSet::new();
     let mut nats_expect = false;
+    let mut index_personas = BTreeSet::new();
     for step in ctx.scenario.all_steps() {
         match &step.kind {
             StepKind::Expect(e) => {
+                if let Some(c) = &e.channel
+                    && let Some(p) = index_persona(c)
+                {
+                    personas.insert(p.clone());
+                    if matches!(e.what, Expectation::Message { .. }) {
+                        index_personas.insert(p);
+                    }
+                }
                 if let Some(c) = &e.channel {
                     if matches!(c, ScenarioChannel::Nats { .. }) {
                         nats_expect = true;
@@ -114,6 +154,12 @@ fn scan(ctx: &ScenarioContext) -> Scan {
             }
             StepKind::Send(s) => {
                 personas.insert(s.persona.clone());
+                if let Some(p) = index_persona(&s.channel)
+                    && is_index_answer(&s.frame)
+                {
+                    personas.insert(p.clone());
+                    index_personas.insert(p);
+                }
                 let c = s.channel.to_string();
                 if expected.contains(&c) {
                     explicit.insert(c);
@@ -122,11 +168,15 @@ fn scan(ctx: &ScenarioContext) -> Scan {
             _ => {}
         }
     }
+    for p in &ctx.scenario.personas {
+        personas.insert(p.name.clone());
+    }
     personas.remove(PRINCIPAL);
     Scan {
         explicit,
         personas,
         nats_expect,
+        index_personas,
     }
 }
 
@@ -315,9 +365,19 @@ impl LiveExecutor {
                 },
             )
             .map_err(|e| infra(e.to_string()))?;
+            // `personas: {<name>: {tls: unbound_certificate}}`: the server presents a
+            // certificate its DID Document does not name (BIND-V-A-05).
+            let unbound = ctx.scenario.personas.iter().any(|s| {
+                s.name == *name && s.tls == Some(crate::scenario::TlsVariant::UnboundCertificate)
+            });
+            let server_tls = if unbound {
+                super::tls_probe::unbound_identity(&p.did).map_err(infra)?
+            } else {
+                p.tls.clone()
+            };
             let srv = server::serve(
                 listener,
-                &p.tls,
+                &server_tls,
                 &pins,
                 ServerPersona {
                     did: p.did.clone(),
@@ -375,29 +435,57 @@ impl LiveExecutor {
             slots,
             principal,
             iut_offers: Vec::new(),
+            reveal: None,
             last_channel: None,
             last_unary: None,
+            send_metadata: Vec::new(),
             last_sent: HashMap::new(),
             last_sent_any: None,
             last_id: None,
             last_received: HashMap::new(),
             nats: None,
             tasks: Vec::new(),
+            unbound_personas: ctx
+                .scenario
+                .personas
+                .iter()
+                .any(|p| p.tls == Some(crate::scenario::TlsVariant::UnboundCertificate)),
         };
 
         // The Principal and the personas become known to the IUT.
         exec.add_principal().await?;
-        let docs: Vec<String> = exec
+        let docs: Vec<(String, String)> = exec
             .slots
-            .values()
-            .map(|s| s.persona.document_json.clone())
+            .iter()
+            .map(|(n, s)| (n.clone(), s.persona.document_json.clone()))
             .collect();
-        for doc in docs {
+        {
+            let mut known = exec
+                .shared
+                .personas
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for s in exec.slots.values() {
+                known.insert(
+                    s.persona.did.clone(),
+                    super::channels::PersonaInfo {
+                        name: s.persona.name.clone(),
+                        document_json: s.persona.document_json.clone(),
+                        standing_offer: None,
+                    },
+                );
+            }
+        }
+        for (name, doc) in docs {
+            let mut roles = vec![Value::text("agent")];
+            if scan.index_personas.contains(&name) {
+                roles.push(Value::text("index"));
+            }
             exec.setup_call(
                 "add_peer",
                 Value::map([
                     ("document", Value::text(doc)),
-                    ("roles", Value::Array(vec![Value::text("agent")])),
+                    ("roles", Value::Array(roles)),
                 ]),
             )
             .await?;
@@ -418,11 +506,34 @@ impl LiveExecutor {
         for n in names {
             let offer = exec.build_standing_offer(&n)?;
             if let Some(s) = exec.slots.get_mut(&n) {
+                if let Some(p) = exec
+                    .shared
+                    .personas
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&s.persona.did)
+                {
+                    p.standing_offer = Some(offer.clone());
+                }
                 s.offer = Some(offer);
             }
         }
         if scan.nats_expect {
             exec.subscribe_nats().await?;
+            // Broadcast subjects the scenario listens on (discovery, PROFILE G-06).
+            let subjects: BTreeSet<String> = ctx
+                .scenario
+                .all_steps()
+                .filter_map(|s| match &s.kind {
+                    StepKind::Expect(e) => match &e.channel {
+                        Some(ScenarioChannel::Nats { subject }) => Some(subject.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .filter(|t| !t.contains("${") && !t.starts_with("mtp.agent."))
+                .collect();
+            exec.subscribe_broadcasts(&subjects).await?;
         }
         Ok(exec)
     }
@@ -457,6 +568,71 @@ impl LiveExecutor {
             ("status_lists", self.principal.status_lists_value()),
         ]);
         self.setup_call("add_peer", args).await.map(|_| ())
+    }
+
+    /// `provision {authority_unit: U}` (issue C-1; PROFILE G-33, G-45): the Principal
+    /// re-delegates to every persona and to the IUT with `maxTransactionValue` in `U`; the
+    /// personas' standing Offers are re-priced in `U`; the call made is `provision` of the
+    /// IUT's new chain. `None` for any other call.
+    fn authority_in_unit(
+        &mut self,
+        action: &str,
+        args: &Value,
+    ) -> Result<Option<Value>, StepFault> {
+        let Some(unit) = (action == "provision")
+            .then(|| args.get("authority_unit").and_then(Value::as_text))
+            .flatten()
+            .map(str::to_owned)
+        else {
+            return Ok(None);
+        };
+        let t = now();
+        let principal_did = self.principal.did().to_owned();
+        let iut_did = self.hello.did.clone();
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for n in names {
+            let did = self.slots[&n].persona.did.clone();
+            let adc = super::session::delegate_in_unit(&mut self.principal, &did, &unit, t)
+                .map_err(|e| StepFault::Unmet(format!("authority in {unit}: {e}")))?;
+            let iut_offers = self.iut_offers.clone();
+            let sessions = super::session::Sessions::default();
+            let slot = self
+                .slots
+                .get_mut(&n)
+                .ok_or_else(|| infra(format!("no persona {n}")))?;
+            slot.authority = Authority::single(&principal_did, &did, &adc.json);
+            let mut bctx = BuildCtx {
+                persona: &mut slot.persona,
+                authority: &slot.authority,
+                iut_did: &iut_did,
+                iut_offers: &iut_offers,
+                own_offer: None,
+                sessions: &sessions,
+                last_received: None,
+                now: t,
+                expired: false,
+            };
+            let template = Value::map([(
+                "terms_template",
+                Value::map([(
+                    "price",
+                    Value::map([("amount", Value::from(10u64)), ("unit", Value::text(&unit))]),
+                )]),
+            )]);
+            let offer =
+                build::standing_offer(&mut bctx, &template).map_err(|e| infra(e.to_string()))?;
+            slot.offer = Some(offer);
+        }
+        let adc = super::session::delegate_in_unit(&mut self.principal, &iut_did, &unit, t)
+            .map_err(|e| StepFault::Unmet(format!("authority in {unit}: {e}")))?;
+        Ok(Some(Value::map([
+            ("principal", Value::text(principal_did)),
+            (
+                "delegation_chain",
+                Value::Array(vec![Value::text(adc.json)]),
+            ),
+            ("status_lists", self.principal.status_lists_value()),
+        ])))
     }
 
     fn build_standing_offer(&mut self, name: &str) -> Result<Value, StepFault> {
@@ -527,6 +703,38 @@ impl LiveExecutor {
         Ok(())
     }
 
+    /// Subscribes the counterparty persona to broadcast `subjects` (its envelopes from the
+    /// IUT are queued under `nats:<subject>`; BIND-VI-D-02 IVs checked on the way).
+    async fn subscribe_broadcasts(&mut self, subjects: &BTreeSet<String>) -> Result<(), StepFault> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let link = match self.nats_link().await {
+            Ok(l) => l,
+            Err(StepFault::Unmet(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(slot) = self.slots.get(COUNTERPARTY) else {
+            return Ok(());
+        };
+        let mut handles = Vec::new();
+        for subject in subjects {
+            let h = link
+                .subscribe_broadcast(
+                    subject,
+                    slot.persona.kem_kid.clone(),
+                    slot.persona.kem.clone(),
+                    self.hello.did_document.clone(),
+                    self.shared.clone(),
+                )
+                .await
+                .map_err(|e| infra(e.to_string()))?;
+            handles.push(h);
+        }
+        self.tasks.extend(handles);
+        Ok(())
+    }
+
     // ---- control ------------------------------------------------------------------------
 
     /// `negotiate` with a persona as counterparty and no Offer: the persona's standing
@@ -556,6 +764,52 @@ impl LiveExecutor {
         args
     }
 
+    /// [`server::judge_query_result`] over the answers the harness indexes gave during the
+    /// call; the IUT's supported extensions are those of its manifests seen by the harness
+    /// and of its ICS (`id` or `id@version`).
+    fn judge_query(&self, args: &Value, result: &Value) -> Result<(), oracle::Violation> {
+        let answers = std::mem::take(
+            &mut *self
+                .shared
+                .index_answers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let mut supported: Vec<(String, String)> = self
+            .shared
+            .iut_extensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|e| {
+                (
+                    e.get("id")
+                        .and_then(Value::as_text)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    e.get("version")
+                        .and_then(Value::as_text)
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        for e in &self.iut.ics.extensions {
+            let (id, v) = e.split_once('@').unwrap_or((e.as_str(), ""));
+            supported.push((id.to_owned(), v.to_owned()));
+        }
+        let personas = self
+            .shared
+            .personas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        server::judge_query_result(&answers, args, result, &personas, &supported)
+    }
+
     /// Remembers the IUT's objects from a control result (its published Offers).
     fn record_result(&mut self, result: &Value) {
         if let Some(b) = result.get("offer").and_then(Value::as_bytes)
@@ -565,8 +819,71 @@ impl LiveExecutor {
         }
     }
 
+    /// `add_peer {revoke_credential_of: DID}` (SPEC III-A-3; PROFILE G-55): the harness's
+    /// Principal revokes the credential it issued last to that DID (a persona's or the
+    /// IUT's), publishes the new status list, and the call made is `add_peer` of the
+    /// Principal with that list. `None` for any other call.
+    fn revocation_by_principal(
+        &mut self,
+        action: &str,
+        args: &Value,
+    ) -> Result<Option<Value>, StepFault> {
+        let Some(did) = (action == "add_peer")
+            .then(|| args.get("revoke_credential_of").and_then(Value::as_text))
+            .flatten()
+            .map(str::to_owned)
+        else {
+            return Ok(None);
+        };
+        self.principal
+            .revoke(&did, now())
+            .map_err(|e| StepFault::Unmet(format!("revoke_credential_of: {e}")))?;
+        Ok(Some(Value::map([
+            (
+                "document",
+                Value::text(self.principal.persona.document_json.clone()),
+            ),
+            ("roles", Value::Array(vec![Value::text("principal")])),
+            ("status_lists", self.principal.status_lists_value()),
+        ])))
+    }
+
     async fn do_control(&mut self, action: &str, args: &Value, budget: Duration) -> StepReport {
-        let args = self.complete_control_args(action, args);
+        let args = match self.revocation_by_principal(action, args) {
+            Ok(Some(a)) => a,
+            Ok(None) => args.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let args = match self.authority_in_unit(action, &args) {
+            Ok(Some(a)) => a,
+            Ok(None) => args,
+            Err(f) => return StepReport::fault(f),
+        };
+        // PROFILE G-35: a provision with selective_disclosure is issued by the harness's
+        // Principal (super::presentation).
+        let args = if action == "provision" {
+            match super::presentation::provision_args(
+                &mut self.principal,
+                &self.hello.did,
+                &args,
+                now(),
+            ) {
+                None => args,
+                Some(Ok(a)) => a,
+                Some(Err(e)) => return StepReport::fault(infra(e)),
+            }
+        } else {
+            args
+        };
+        if action == "create_request" {
+            self.reveal = args.get("reveal").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Value::as_text)
+                    .map(str::to_owned)
+                    .collect()
+            });
+        }
+        let args = self.complete_control_args(action, &args);
         let mut transcript = vec![transcript_value(
             Direction::Control,
             "control",
@@ -581,9 +898,24 @@ impl LiveExecutor {
             Err(f) => return StepReport::fault(f),
         };
         let _ = self.shared.take_refused_handshakes();
+        self.shared
+            .index_answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let outcome = match control.invoke(action, &args, wait).await {
             Ok(v) => {
                 transcript.push(transcript_value(Direction::Control, "control", action, &v));
+                // What the IUT matched of the harness indexes' answers (issue B-2).
+                if action == "query_index"
+                    && let Err(v) = self.judge_query(&args, &v)
+                {
+                    return StepReport {
+                        outcome: Err(violation(v)),
+                        transcript,
+                        sent: None,
+                    };
+                }
                 self.record_result(&v);
                 Ok(Observation::Control(Ok(uuid_texts(&v))))
             }
@@ -603,7 +935,10 @@ impl LiveExecutor {
                 ));
                 // The action failed because the harness refused the IUT's TLS client: that is
                 // the IUT's violation, seen by the harness (BIND V-A), not an unmet setup.
-                let refused = self.shared.take_refused_handshakes();
+                let mut refused = self.shared.take_refused_handshakes();
+                if self.unbound_personas {
+                    refused.retain(|r| !r.contains(": peer_alert"));
+                }
                 if let Some(first) = refused.first() {
                     let req = first.split(':').next().unwrap_or("BIND-V-A-03");
                     return StepReport {
@@ -689,15 +1024,31 @@ impl LiveExecutor {
             }
         };
         let remaining = budget.saturating_sub(started.elapsed());
+        self.send_metadata = faults_list
+            .iter()
+            .filter(|f| matches!(f, Fault::ProtocolVersion(_) | Fault::AlgProfile(_)))
+            .cloned()
+            .collect();
         let transcript = vec![transcript_entry(
             Direction::Sent,
             ch.clone(),
             frame,
             &prepared.bytes,
         )];
-        let outcome = self
-            .transmit(persona_name, frame, channel, &prepared, remaining)
-            .await;
+        let tls_variant = faults_list.iter().find_map(|f| match f {
+            Fault::Tls(v) => Some(*v),
+            _ => None,
+        });
+        let outcome = match tls_variant {
+            Some(v) => {
+                self.transmit_probe(persona_name, v, channel, &prepared, remaining)
+                    .await
+            }
+            None => {
+                self.transmit(persona_name, frame, channel, &prepared, remaining)
+                    .await
+            }
+        };
         if outcome.is_ok() {
             if let Some(body) = &prepared.body {
                 let me = self
@@ -772,6 +1123,12 @@ impl LiveExecutor {
             .unwrap_or_else(|p| p.into_inner())
             .snapshot();
         let iut_did = self.hello.did.clone();
+        let known_personas = self
+            .shared
+            .personas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let slot = self
             .slots
             .get_mut(persona_name)
@@ -790,8 +1147,11 @@ impl LiveExecutor {
             expired: faults_list.iter().any(|f| matches!(f, Fault::Expired)),
         };
         let fe = |e: FaultError| infra(format!("scenario error: {e}"));
-        let mut body =
-            build::complete(frame, &template, &mut bctx).map_err(|e| infra(e.to_string()))?;
+        let mut body = if frame == "index_response" {
+            server::complete_index_response(&template, &mut bctx, &known_personas).map_err(infra)?
+        } else {
+            build::complete(frame, &template, &mut bctx).map_err(|e| infra(e.to_string()))?
+        };
         faults::before_signing(frame, &mut body, faults_list, reused.as_ref()).map_err(fe)?;
         faults::sign(frame, &mut body, faults_list, &slot.persona).map_err(fe)?;
         faults::after_signing(&mut body, faults_list);
@@ -800,7 +1160,8 @@ impl LiveExecutor {
         let bytes = match channel {
             ResolvedChannel::Grpc { .. } => {
                 let b = faults::body_bytes(&body, faults_list).map_err(fe)?;
-                faults::frame_bytes(frame, &body, &b).map_err(fe)?
+                let fb = faults::frame_bytes(frame, &body, &b).map_err(fe)?;
+                faults::with_frame_hash(frame, &body, &b, faults_list, fb).map_err(fe)?
             }
             ResolvedChannel::Nats { subject } => {
                 if let Some(f) = faults_list.iter().find(|f| faults::is_encoding_fault(f)) {
@@ -818,6 +1179,7 @@ impl LiveExecutor {
                     msg_id,
                     &mut slot.persona,
                     &self.hello.did_document,
+                    faults_list.iter().any(|f| matches!(f, Fault::ReusedIv)),
                 )
                 .map_err(|e| infra(e.to_string()))?
             }
@@ -883,6 +1245,36 @@ impl LiveExecutor {
                     self.last_unary = None;
                     return Ok(Observation::Sent);
                 }
+                // The harness as index (issue B-2): an answer to the IUT's call on this
+                // channel, or staged for its next one.
+                if *service == GrpcService::Index && is_index_answer(frame) {
+                    if let Some(tx) = self.shared.take_pending(&ch) {
+                        if self.shared.take_drop() {
+                            drop(tx);
+                            return Ok(Observation::Sent);
+                        }
+                        let _ = tx.send(Ok(pb::Frame {
+                            cbor: p.bytes.clone(),
+                        }));
+                    } else {
+                        self.shared.stage(&ch, p.bytes.clone());
+                    }
+                    self.last_unary = None;
+                    return Ok(Observation::Sent);
+                }
+                // A refusal staged for the IUT's next query of this harness index (SPEC-VI-02,
+                // SPEC-VI-I03: 2200 Index Unavailable; super::server, staged answers).
+                if *service == GrpcService::Index && method.starts_with("Query") && frame == "error"
+                {
+                    self.shared.stage(&ch, p.bytes.clone());
+                    self.last_unary = None;
+                    return Ok(Observation::Sent);
+                }
+                if *service == GrpcService::Index && method.contains('@') {
+                    return Err(infra(format!(
+                        "scenario error: `{ch}` names a harness index; only its answers (index_response, ack) are sent there"
+                    )));
+                }
                 // An answer to a call the IUT made to the harness?
                 if *service == GrpcService::Agent
                     && let Some(tx) = self.shared.take_pending(&ch)
@@ -897,11 +1289,80 @@ impl LiveExecutor {
                     }));
                     return Ok(Observation::Sent);
                 }
+                // A persona publishing its DID history (PROFILE G-32, super::registry): no
+                // call pending, kept as its answer to the IUT's later resolutions.
+                if *service == GrpcService::Agent
+                    && method == "ResolveDid"
+                    && frame == "did_resolution_response"
+                {
+                    if let Some(s) = self.slots.get(persona_name) {
+                        super::registry::publish(&s.persona.document_json, p.bytes.clone());
+                    }
+                    return Ok(Observation::Sent);
+                }
+                // A refusal staged for the IUT's next call there (SPEC-VI-02): an `error` sent
+                // on `grpc:Agent/ResolveDid` while no call is pending answers the IUT's next
+                // resolution as a failed call (super::server, staged answers).
+                if *service == GrpcService::Agent && method == "ResolveDid" && frame == "error" {
+                    self.shared.stage(&ch, p.bytes.clone());
+                    self.last_unary = None;
+                    return Ok(Observation::Sent);
+                }
                 self.call_unary(persona_name, *service, method, &ch, p.bytes.clone(), budget)?;
                 self.last_unary = Some(ch);
                 Ok(Observation::Sent)
             }
         }
+    }
+
+    /// `tls` fault: the frame goes over a fresh connection with a deviant TLS profile
+    /// ([`super::tls_probe`]; PROFILE G-37); the outcome is queued like an answer.
+    async fn transmit_probe(
+        &mut self,
+        persona_name: &str,
+        variant: crate::scenario::TlsVariant,
+        channel: &ResolvedChannel,
+        p: &Prepared,
+        budget: Duration,
+    ) -> Result<Observation, StepFault> {
+        let ResolvedChannel::Grpc { service, method } = channel else {
+            return Err(infra("scenario error: fault `tls` needs a grpc: channel"));
+        };
+        let ch = channel.to_string();
+        let endpoints = self.lease.endpoints()?.clone();
+        let slot = self
+            .slots
+            .get(persona_name)
+            .ok_or_else(|| infra(format!("scenario error: no persona `{persona_name}`")))?;
+        let probe = super::tls_probe::Probe {
+            endpoint: endpoints.sync.address.to_string(),
+            iut_fingerprint: Fingerprint::from_bytes(endpoints.sync.fingerprint),
+            identity: slot.persona.tls.clone(),
+            persona_did: slot.persona.did.clone(),
+            variant,
+            connect_timeout: self.timeouts.connect,
+        };
+        let streaming =
+            *service == GrpcService::Agent && (method == "Negotiate" || method == "Commit");
+        let key = if streaming {
+            ch.clone()
+        } else {
+            format!("reply:{ch}")
+        };
+        let task = super::tls_probe::send(
+            probe,
+            *service,
+            method.clone(),
+            p.bytes.clone(),
+            key,
+            self.scenario_budget.max(budget),
+            self.shared.clone(),
+        )
+        .await
+        .map_err(|e| infra(e.to_string()))?;
+        self.tasks.push(task);
+        self.last_unary = (!streaming).then_some(ch);
+        Ok(Observation::Sent)
     }
 
     fn client(&self, persona_name: &str) -> Result<Channel, StepFault> {
@@ -927,6 +1388,7 @@ impl LiveExecutor {
         self.shared.streams.register(ch, Sink::Client(tx));
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
         framing::set_version(req.metadata_mut());
+        super::faults::apply_metadata(req.metadata_mut(), &std::mem::take(&mut self.send_metadata));
         req.set_timeout(self.scenario_budget);
         let shared = self.shared.clone();
         let me = self
@@ -991,9 +1453,11 @@ impl LiveExecutor {
         let key = format!("reply:{ch}");
         let method = method.to_owned();
         let limit = self.scenario_budget.max(budget);
+        let metadata = std::mem::take(&mut self.send_metadata);
         let task = tokio::spawn(async move {
             let mut req = tonic::Request::new(pb::Frame { cbor: bytes });
             framing::set_version(req.metadata_mut());
+            super::faults::apply_metadata(req.metadata_mut(), &metadata);
             req.set_timeout(limit);
             let fut = async {
                 match service {
@@ -1058,10 +1522,49 @@ impl LiveExecutor {
             }
             _ => name.clone(),
         };
-        let Some(item) = self.shared.inbox.pop(&key, within).await else {
+        let item = match (&ch, expectation) {
+            // The harness as index: manifests, Offers and revocations interleave (issue B-2).
+            (
+                ResolvedChannel::Grpc {
+                    service: GrpcService::Index,
+                    ..
+                },
+                ResolvedExpectation::Message { frame, .. },
+            ) => {
+                let frame = frame.clone();
+                self.shared
+                    .inbox
+                    .pop_matching(&key, within, move |i| match i {
+                        Inbound::Frame(b) => cbor::from_slice_lenient(b)
+                            .ok()
+                            .and_then(|v| v.get("type").and_then(Value::as_text).map(str::to_owned))
+                            .is_none_or(|t| t == frame),
+                        _ => true,
+                    })
+                    .await
+            }
+            _ => self.shared.inbox.pop(&key, within).await,
+        };
+        let Some(item) = item else {
             return StepReport::observed(Observation::Silence);
         };
         self.judge_inbound(&name, item)
+    }
+
+    /// The Authority Attestation check of super::presentation for a body from the IUT.
+    fn check_presentation(&self, frame_type: &str, body: &Value) -> Result<(), Violation> {
+        let mut documents = vec![self.principal.persona.document.clone()];
+        if let Ok(d) = mtp_protocol::identity::DidDocument::from_json(&self.hello.did_document) {
+            documents.push(d);
+        }
+        let audiences: Vec<String> = self.slots.values().map(|s| s.persona.did.clone()).collect();
+        documents.extend(self.slots.values().map(|s| s.persona.document.clone()));
+        let ctx = super::presentation::PresentationCtx {
+            documents,
+            audiences: &audiences,
+            reveal: self.reveal.as_deref(),
+        };
+        super::presentation::check_attestation(frame_type, body, &ctx)
     }
 
     /// Runs the oracle over an item from the IUT and turns it into an observation.
@@ -1090,6 +1593,46 @@ impl LiveExecutor {
                         .for_body(b)
                 });
                 match oracle::check_frame(&bytes, &self.identity, session.as_ref()) {
+                    // BIND-II-B-03/05: a history the IUT serves must verify (super::registry).
+                    // SPEC-III-A-1-04/07: the credentials the IUT presents (super::presentation).
+                    Ok(c)
+                        if matches!(c.frame_type.as_str(), "nim" | "request")
+                            && self.check_presentation(&c.frame_type, &c.body).is_err() =>
+                    {
+                        match self.check_presentation(&c.frame_type, &c.body) {
+                            Err(v) => StepReport::fault(violation(v)).with_transcript(transcript),
+                            Ok(()) => StepReport::fault(infra("presentation check changed")),
+                        }
+                    }
+                    Ok(c)
+                        if c.frame_type == "did_resolution_response"
+                            && super::registry::check_response(&c.body).is_err() =>
+                    {
+                        match super::registry::check_response(&c.body) {
+                            Err(v) => StepReport::fault(violation(v)).with_transcript(transcript),
+                            Ok(()) => StepReport::fault(infra("registry check changed")),
+                        }
+                    }
+                    // The harness as index judges what the IUT publishes to it (issue B-2).
+                    Ok(c)
+                        if server::check_published(
+                            channel,
+                            &c.frame_type,
+                            &c.body,
+                            &self.identity,
+                        )
+                        .is_err() =>
+                    {
+                        match server::check_published(
+                            channel,
+                            &c.frame_type,
+                            &c.body,
+                            &self.identity,
+                        ) {
+                            Err(v) => StepReport::fault(violation(v)).with_transcript(transcript),
+                            Ok(()) => StepReport::fault(infra("index check changed")),
+                        }
+                    }
                     Ok(c) => {
                         self.last_received.insert(
                             channel.to_owned(),
@@ -1116,7 +1659,10 @@ impl LiveExecutor {
                     frame_type.clone(),
                     &payload,
                 )];
-                match oracle::check_body(&frame_type, &body, &self.identity, None) {
+                // An announced Algorithm Support Profile must be valid (PROFILE G-38).
+                let checked = oracle::check_body(&frame_type, &body, &self.identity, None)
+                    .and_then(|()| alg_profile_valid(&frame_type, &body));
+                match checked {
                     Ok(()) => {
                         let hash =
                             mtp_protocol::crypto::sha256(&cbor::to_vec(&body).unwrap_or_default());
@@ -1390,6 +1936,98 @@ impl LiveExecutor {
     }
 }
 
+impl LiveExecutor {
+    /// `control.background`: the action is invoked from a task of the scenario (stopped at
+    /// its end) and the step passes at once; its result is not judged — later steps observe
+    /// what the IUT does (e.g. the successor negotiation of `supersede`, SPEC III-D-3).
+    fn do_control_background(
+        &mut self,
+        action: &str,
+        args: &Value,
+        budget: Duration,
+    ) -> StepReport {
+        let args = self.complete_control_args(action, args);
+        let transcript = vec![transcript_value(
+            Direction::Control,
+            "control",
+            action,
+            &args,
+        )];
+        let control = match self.control() {
+            Ok(c) => c.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let wait = self.scenario_budget.max(budget);
+        let name = action.to_owned();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = control.invoke(&name, &args, wait).await {
+                tracing::debug!(action = %name, error = ?e, "background control action failed");
+            }
+        }));
+        StepReport::observed(Observation::Control(Ok(Value::Map(Vec::new()))))
+            .with_transcript(transcript)
+    }
+
+    /// `expect_audit.transitions_complete` (SPEC-IV-B-02; PROFILE G-18, G-42): the harness
+    /// reads the trail and the transaction's history again and checks every transition
+    /// entry itself (`audit_chain::check_transitions`); a problem is a violation.
+    async fn check_transitions_complete(
+        &mut self,
+        transaction: &str,
+        report: StepReport,
+    ) -> StepReport {
+        let control = match self.control() {
+            Ok(c) => c.clone(),
+            Err(f) => return StepReport::fault(f),
+        };
+        let args = Value::map([("transaction_id", Self::transaction_arg(transaction))]);
+        let mut transcript = report.transcript.clone();
+        let wait = self.timeouts.step;
+        let (audit, tx) = match (
+            control.invoke("audit", &args, wait).await,
+            control.invoke("transaction", &args, wait).await,
+        ) {
+            (Ok(a), Ok(t)) => (a, t),
+            (Err(CallError::Transport(m)), _) | (_, Err(CallError::Transport(m))) => {
+                return StepReport::fault(infra(m)).with_transcript(transcript);
+            }
+            (Err(CallError::Action(e)), _) | (_, Err(CallError::Action(e))) => {
+                return StepReport::fault(StepFault::Unmet(format!(
+                    "`audit` / `transaction` failed: {}: {}",
+                    e.kind, e.message
+                )))
+                .with_transcript(transcript);
+            }
+        };
+        transcript.push(transcript_value(
+            Direction::Control,
+            "control",
+            "transaction",
+            &tx,
+        ));
+        let Some(bytes) = audit.get("entries").and_then(Value::as_bytes) else {
+            return StepReport::fault(StepFault::Unmet(
+                "`audit` returned no `entries` byte string".into(),
+            ))
+            .with_transcript(transcript);
+        };
+        let history: Option<Vec<String>> = tx.get("history").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_text)
+                .map(str::to_owned)
+                .collect()
+        });
+        match audit_chain::check_transitions(bytes, history.as_deref()) {
+            Ok(()) => report,
+            Err(problems) => StepReport::fault(StepFault::Violation {
+                expected: "SPEC-IV-B-02: every state transition logged with a timestamp, its triggering event (PROFILE G-18) and the identifiers of the Agents involved, replaying the transaction's history".into(),
+                observed: problems.join("; "),
+            })
+            .with_transcript(transcript),
+        }
+    }
+}
+
 /// A message ready to go.
 struct Prepared {
     bytes: Vec<u8>,
@@ -1430,6 +2068,9 @@ impl StepExecutor for LiveExecutor {
 
     async fn execute(&mut self, input: StepInput) -> StepReport {
         match &input.action {
+            Action::Control { action, args } if matches!(&input.step.kind, StepKind::Control(c) if c.background) => {
+                self.do_control_background(action, args, input.budget)
+            }
             Action::Control { action, args } => self.do_control(action, args, input.budget).await,
             Action::Send {
                 persona,
@@ -1466,8 +2107,19 @@ impl StepExecutor for LiveExecutor {
                 codes,
                 within,
             } => {
-                self.do_expect_audit(transaction.as_deref(), events, codes, *within)
-                    .await
+                let report = self
+                    .do_expect_audit(transaction.as_deref(), events, codes, *within)
+                    .await;
+                let complete = matches!(
+                    &input.step.kind,
+                    StepKind::ExpectAudit(a) if a.transitions_complete
+                );
+                match transaction.as_deref() {
+                    Some(t) if complete && report.outcome.is_ok() => {
+                        self.check_transitions_complete(t, report).await
+                    }
+                    _ => report,
+                }
             }
             Action::CheckVectors {
                 family,
@@ -1484,6 +2136,9 @@ impl StepExecutor for LiveExecutor {
     }
 
     async fn finish(mut self) {
+        for slot in self.slots.values() {
+            super::registry::forget(&slot.persona.document_json);
+        }
         self.shared.streams.close_all();
         for t in self.tasks.drain(..) {
             t.abort();
@@ -1505,6 +2160,9 @@ impl Drop for LiveExecutor {
         for t in &self.tasks {
             t.abort();
         }
+        for slot in self.slots.values() {
+            super::registry::forget(&slot.persona.document_json);
+        }
         self.shared.streams.close_all();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             for slot in self.slots.values_mut() {
@@ -1516,4 +2174,20 @@ impl Drop for LiveExecutor {
             }
         }
     }
+}
+
+/// An `alg_profile` message's `profile` is a valid Algorithm Support Profile: the four
+/// functions, the baselines, nothing forbidden (PROFILE G-38; BIND-X-I02).
+fn alg_profile_valid(frame_type: &str, body: &Value) -> Result<(), oracle::Violation> {
+    if frame_type != "alg_profile" {
+        return Ok(());
+    }
+    let profile = body.get("profile").cloned().unwrap_or(Value::Null);
+    mtp_protocol::crypto::AlgorithmSupportProfile::from_value(&profile)
+        .map(|_| ())
+        .map_err(|e| oracle::Violation {
+            requirement: "BIND-X-I02",
+            expected: "alg_profile: a valid Algorithm Support Profile (PROFILE G-38)".into(),
+            observed: e.to_string(),
+        })
 }

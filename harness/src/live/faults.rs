@@ -127,7 +127,84 @@ pub fn sign(
             );
             Ok(())
         }
+        Some(f @ Fault::SignWith(label)) => {
+            if !SINGLE_SIGNED.contains(&frame) {
+                return Err(na(f, "only single-signed messages"));
+            }
+            // A key of `label` derived from the persona; its DID Document holds only the
+            // ML-DSA-65 key, so the signature names that key's id (PROFILE G-39: SLH-DSA is
+            // refused on these objects, 1100).
+            let input = cbor::to_vec(&super::values::without(body, &["signature"]))
+                .map_err(|e| FaultError::Encode(e.to_string()))?;
+            let seed = sha256(format!("{}/sign_with/{label}", persona.did).as_bytes());
+            let value = match mtp_protocol::crypto::SignatureAlgorithm::from_label(label) {
+                Ok(alg) => mtp_protocol::crypto::SigningKey::from_seed(alg, &seed).sign(&input),
+                Err(_) => {
+                    let key = ml_dsa::SigningKey::<ml_dsa::MlDsa44>::from_seed(&seed.into());
+                    ml_dsa::signature::Signer::sign(&key, &input)
+                        .encode()
+                        .to_vec()
+                }
+            };
+            set(
+                body,
+                "signature",
+                Value::map([
+                    ("algorithm", Value::text(label)),
+                    ("key_id", Value::text(&persona.key_id)),
+                    ("value", Value::bytes(value)),
+                ]),
+            );
+            Ok(())
+        }
         Some(_) => Ok(finish(frame, body, persona)?),
+    }
+}
+
+/// The gRPC metadata a send asks for (`protocol_version`, `alg_profile`; PROFILE G-49,
+/// G-38): `mtp-version` replaced (empty: removed), `mtp-alg-profile-bin` added as the
+/// deterministic CBOR of the profile map (functions not given list the baseline).
+pub fn apply_metadata(md: &mut tonic::metadata::MetadataMap, faults: &[Fault]) {
+    for f in faults {
+        match f {
+            Fault::ProtocolVersion(v) => {
+                md.remove("mtp-version");
+                if !v.is_empty()
+                    && let Ok(value) = v.parse()
+                {
+                    md.insert("mtp-version", value);
+                }
+            }
+            Fault::AlgProfile(functions) => {
+                let mut entries: Vec<(Value, Value)> = Vec::new();
+                for (function, baseline) in [
+                    ("signature", "ML-DSA-65"),
+                    ("kem", "ML-KEM-768"),
+                    ("symmetric", "AES-256-GCM"),
+                    ("hash", "SHA-256"),
+                ] {
+                    if !functions.iter().any(|(k, _)| k == function) {
+                        entries.push((
+                            Value::text(function),
+                            Value::Array(vec![Value::text(baseline)]),
+                        ));
+                    }
+                }
+                for (k, labels) in functions {
+                    entries.push((
+                        Value::text(k),
+                        Value::Array(labels.iter().map(Value::text).collect()),
+                    ));
+                }
+                if let Ok(bytes) = cbor::to_vec(&Value::Map(entries)) {
+                    md.insert_bin(
+                        "mtp-alg-profile-bin",
+                        tonic::metadata::MetadataValue::from_bytes(&bytes),
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -215,6 +292,40 @@ pub fn frame_bytes(
     out.extend_from_slice(body_bytes);
     out.extend(enc(&Value::text("hash"))?);
     out.extend(enc(&Value::bytes(sha256(&det).to_vec()))?);
+    out.extend(enc(&Value::text("type"))?);
+    out.extend(enc(&Value::text(frame_type))?);
+    Ok(out)
+}
+
+/// `frame_hash`: the frame of [`frame_bytes`] with `hash` computed by another algorithm
+/// over the deterministic body (SPEC-VII-A-08; PROFILE G-09: the receiver refuses with
+/// 0108). Without the fault, `bytes` unchanged.
+pub fn with_frame_hash(
+    frame_type: &str,
+    body: &Value,
+    body_bytes: &[u8],
+    faults: &[Fault],
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, FaultError> {
+    use crate::scenario::FrameHashAlg;
+    use sha2::Digest;
+    let Some(alg) = faults.iter().find_map(|f| match f {
+        Fault::FrameHash(a) => Some(*a),
+        _ => None,
+    }) else {
+        return Ok(bytes);
+    };
+    let enc = |v: &Value| cbor::to_vec(v).map_err(|e| FaultError::Encode(e.to_string()));
+    let det = enc(body)?;
+    let hash: Vec<u8> = match alg {
+        FrameHashAlg::Sha3_256 => mtp_protocol::crypto::sha3_256(&det).to_vec(),
+        FrameHashAlg::Sha512_256 => sha2::Sha512_256::digest(&det).to_vec(),
+    };
+    let mut out = vec![0xa3];
+    out.extend(enc(&Value::text("body"))?);
+    out.extend_from_slice(body_bytes);
+    out.extend(enc(&Value::text("hash"))?);
+    out.extend(enc(&Value::bytes(hash))?);
     out.extend(enc(&Value::text("type"))?);
     out.extend(enc(&Value::text(frame_type))?);
     Ok(out)

@@ -317,6 +317,79 @@ impl Principal {
         Ok(issued)
     }
 
+    /// An ADC for `subject` as [`Principal::delegate`] makes it, also carrying the optional
+    /// claims `principal` and `maxTransactionValueCommitment`, whose `disclosable`
+    /// `credentialSubject` members are made selectively disclosable with two decoys (PROFILE
+    /// G-33, G-35): the credential and its disclosures (base64url texts).
+    pub fn delegate_selective(
+        &mut self,
+        subject: &str,
+        disclosable: &[&str],
+        now: Timestamp,
+    ) -> Result<(Issued, Vec<String>), PersonaError> {
+        let name = self.persona.name.clone();
+        let e = |r: String| err(&name, r);
+        let entry = self.issuer.allocate().map_err(|x| e(x.to_string()))?;
+        let list = self.issuer.publish(now).map_err(|x| e(x.to_string()))?;
+        self.list_json = list.to_json();
+        let id = hex::encode(self.persona.random::<16>());
+        let commitment = self.persona.random::<32>();
+        let adc = AuthorityDelegation {
+            id: Some(format!("urn:mtp:adc:{id}")),
+            issuer: self.persona.did.clone(),
+            principal: Some(self.persona.did.clone()),
+            subject: Did::parse(subject).map_err(|x| e(x.to_string()))?,
+            scope: ALL_CATEGORIES
+                .iter()
+                .map(|s| Classifier::parse(s).map_err(|x| e(x.to_string())))
+                .collect::<Result<_, _>>()?,
+            max_transaction_value: MaxTransactionValue::new(
+                Decimal::from_int(DELEGATED_MAX_USD),
+                "USD",
+            )
+            .map_err(|x| e(x.to_string()))?,
+            max_transaction_value_commitment: Some(commitment),
+            permitted_jurisdictions: vec!["US".into(), "DE".into()],
+            permitted_payment_rails: PERMITTED_RAILS.iter().map(|r| (*r).to_owned()).collect(),
+            permitted_counterparty_classes: Some(vec!["verified_business".into()]),
+            constraints: Default::default(),
+            valid_from: now
+                .add_secs(-60)
+                .ok_or_else(|| e("time out of range".into()))?,
+            valid_until: now
+                .add_secs(86_400)
+                .ok_or_else(|| e("time out of range".into()))?,
+            status: vec![entry.clone()],
+        };
+        let unsigned = adc.to_unsigned_credential().map_err(|x| e(x.to_string()))?;
+        let key_id = self.persona.key_id.clone();
+        let signing = self.persona.signing.clone();
+        let sd = mtp_protocol::identity::disclosure::issue(
+            &unsigned,
+            disclosable,
+            2,
+            self.persona.rng(),
+            &signing,
+            &ProofOptions {
+                verification_method: key_id,
+                created: now,
+            },
+        )
+        .map_err(|x| e(x.to_string()))?;
+        let issued = Issued {
+            subject: subject.to_owned(),
+            json: sd.credential.to_json(),
+            status_index: entry.index,
+        };
+        self.issued.push(issued.clone());
+        let disclosures = sd
+            .disclosures
+            .iter()
+            .map(|d| d.as_str().to_owned())
+            .collect();
+        Ok((issued, disclosures))
+    }
+
     /// Marks `subject`'s credential revoked and republishes the list (SPEC III-A-3).
     pub fn revoke(&mut self, subject: &str, now: Timestamp) -> Result<(), PersonaError> {
         let name = self.persona.name.clone();

@@ -197,7 +197,7 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Scenario>, LoadError> {
     }
 }
 
-const SCENARIO_FIELDS: [&str; 12] = [
+const SCENARIO_FIELDS: [&str; 13] = [
     "id",
     "title",
     "description",
@@ -210,6 +210,7 @@ const SCENARIO_FIELDS: [&str; 12] = [
     "setup",
     "steps",
     "killed_by",
+    "personas",
 ];
 
 /// `AREA-TOPIC-NNN`: upper-case letters and digits in at least two dash-separated groups.
@@ -347,6 +348,10 @@ fn scenario(node: &Node, file: &Path, errs: &mut Vec<Diag>) -> Option<Scenario> 
         )
         .unwrap_or_default(),
     };
+    let personas = match m.opt("personas") {
+        None => Vec::new(),
+        Some(n) => ok(persona_specs(n), errs).unwrap_or_default(),
+    };
     let mut vars: BTreeSet<String> = PREDEFINED_VARIABLES.iter().map(|s| s.to_string()).collect();
     let setup = match m.opt("setup") {
         None => Vec::new(),
@@ -381,9 +386,57 @@ fn scenario(node: &Node, file: &Path, errs: &mut Vec<Diag>) -> Option<Scenario> 
         setup,
         steps: main,
         killed_by,
+        personas,
         file: file.to_owned(),
         line: node.line,
     })
+}
+
+/// `personas: {counterparty: {tls: unbound_certificate}}` (PROFILE G-37).
+fn persona_specs(n: &Node) -> Result<Vec<PersonaSpec>, Diag> {
+    let NodeKind::Map(entries) = &n.kind else {
+        return Err(Diag::at(
+            n,
+            "personas is a map: persona name → {tls: unbound_certificate}",
+        ));
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        if !valid_token(&k.text) || k.text == "principal" {
+            return Err(Diag::at(
+                v,
+                format!(
+                    "persona `{}`: lower-case letters, digits, `_`, `-` (not `principal`, which has no server)",
+                    k.text
+                ),
+            ));
+        }
+        let mut m = v.map(&format!("persona `{}`", k.text))?;
+        let tls = match m.opt("tls") {
+            None => None,
+            Some(t) => {
+                let s = t.str("tls")?;
+                match TlsVariant::from_name(s) {
+                    Some(TlsVariant::UnboundCertificate) => Some(TlsVariant::UnboundCertificate),
+                    _ => {
+                        return Err(Diag::at(
+                            t,
+                            format!(
+                                "persona tls `{s}`: a persona server supports only unbound_certificate"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        m.finish(&["tls"])?;
+        out.push(PersonaSpec {
+            name: k.text.clone(),
+            tls,
+            line: v.line,
+        });
+    }
+    Ok(out)
 }
 
 fn requirements(n: &Node) -> Result<Vec<String>, Diag> {
@@ -701,6 +754,7 @@ fn control(n: &Node) -> Result<ControlStep, Diag> {
         args: Template::empty_map(),
         capture: Vec::new(),
         expect_error: None,
+        background: false,
     };
     if let Some(m) = m.as_mut() {
         if let Some(a) = m.opt("args") {
@@ -723,9 +777,18 @@ fn control(n: &Node) -> Result<ControlStep, Diag> {
             };
             step.expect_error = Some(codes);
         }
+        if let Some(b) = m.opt("background") {
+            step.background = b.bool("background")?;
+        }
     }
     if let Some(m) = m {
-        m.finish(&["action", "args", "capture", "expect_error"])?;
+        m.finish(&["action", "args", "capture", "expect_error", "background"])?;
+    }
+    if step.background && (step.expect_error.is_some() || !step.capture.is_empty()) {
+        return Err(Diag::at(
+            n,
+            "a `background` control step has no result: no `capture`, no `expect_error`",
+        ));
     }
     if step.expect_error.is_some() && !step.capture.is_empty() {
         return Err(Diag::at(
@@ -759,6 +822,26 @@ fn channel(n: &Node) -> Result<Channel, Diag> {
                 format!("channel `{s}`: write `grpc:Agent/<Method>` or `grpc:Index/<Method>`"),
             )
         })?;
+        // `grpc:Index/<Method>@<persona>`: the IUT's call into that persona's index
+        // (docs/scenarios.md; issue B-2).
+        let (method, at) = match method.split_once('@') {
+            Some((m, p)) if svc == "Index" => {
+                let ok = p.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+                    && p.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
+                if !ok {
+                    return Err(Diag::at(
+                        n,
+                        format!(
+                            "channel `{s}`: `@` names a persona (lower-case letters, digits, `_`, `-`)"
+                        ),
+                    ));
+                }
+                (m, Some(p))
+            }
+            _ => (method, None),
+        };
         let (service, methods): (GrpcService, &[&str]) = match svc {
             "Agent" => (GrpcService::Agent, &AGENT_METHODS),
             "Index" => (GrpcService::Index, &INDEX_METHODS),
@@ -780,7 +863,10 @@ fn channel(n: &Node) -> Result<Channel, Diag> {
         }
         Ok(Channel::Grpc {
             service,
-            method: method.to_owned(),
+            method: match at {
+                Some(p) => format!("{method}@{p}"),
+                None => method.to_owned(),
+            },
         })
     } else if let Some(subject) = s.strip_prefix("nats:") {
         let t = TextTemplate::parse(subject).map_err(|m| Diag::at(n, m))?;
@@ -850,6 +936,44 @@ fn fault(n: &Node) -> Result<Fault, Diag> {
         "replay" => no_param(Fault::Replay)?,
         "wrong_state" => no_param(Fault::WrongState)?,
         "drop_reply" => no_param(Fault::DropReply)?,
+        "reused_iv" => no_param(Fault::ReusedIv)?,
+        "tls" => {
+            let p = need("a TLS profile variant (`tls: no_client_certificate`)")?;
+            let v = field_param(p, "variant")?;
+            let s = v.str("tls variant")?;
+            Fault::Tls(
+                crate::scenario::model::TlsVariant::from_name(s).ok_or_else(|| {
+                    let names: Vec<&str> = crate::scenario::model::TlsVariant::ALL
+                        .iter()
+                        .map(|v| v.name())
+                        .collect();
+                    Diag::at(
+                        &v,
+                        format!("unknown tls variant `{s}` (one of: {})", names.join(", ")),
+                    )
+                })?,
+            )
+        }
+        "frame_hash" => {
+            let p = need("a hash algorithm (`frame_hash: sha3_256`)")?;
+            let v = field_param(p, "algorithm")?;
+            let s = v.str("frame_hash algorithm")?;
+            Fault::FrameHash(
+                crate::scenario::model::FrameHashAlg::from_name(s).ok_or_else(|| {
+                    let names: Vec<&str> = crate::scenario::model::FrameHashAlg::ALL
+                        .iter()
+                        .map(|v| v.name())
+                        .collect();
+                    Diag::at(
+                        &v,
+                        format!(
+                            "unknown frame_hash algorithm `{s}` (one of: {})",
+                            names.join(", ")
+                        ),
+                    )
+                })?,
+            )
+        }
         "tamper_after_signing" => {
             let p = need("the field to change (`tamper_after_signing: {field: price.amount}`)")?;
             let f = field_param(p, "field")?;
@@ -885,6 +1009,45 @@ fn fault(n: &Node) -> Result<Fault, Diag> {
                 Some(p) => Some(var_name(&field_param(p, "from")?, "reused_uuid from")?),
             },
         },
+        "protocol_version" => {
+            let p = need("a version list (`protocol_version: \"2.0.0\"`; `\"\"`: none)")?;
+            let v = p.str("protocol_version")?;
+            if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(Diag::at(p, "protocol_version must be printable ASCII"));
+            }
+            Fault::ProtocolVersion(v.to_owned())
+        }
+        "alg_profile" => {
+            let p = need("a profile (`alg_profile: {signature: [ML-DSA-87, ML-DSA-65]}`)")?;
+            let NodeKind::Map(entries) = &p.kind else {
+                return Err(Diag::at(
+                    p,
+                    "alg_profile is a map: function (signature, kem, symmetric, hash) → list of labels",
+                ));
+            };
+            let mut functions = Vec::new();
+            for (k, v) in entries {
+                let labels = v
+                    .seq("alg_profile labels")?
+                    .iter()
+                    .map(|l| l.str("algorithm label").map(str::to_owned))
+                    .collect::<Result<Vec<_>, _>>()?;
+                functions.push((k.text.clone(), labels));
+            }
+            Fault::AlgProfile(functions)
+        }
+        "sign_with" => {
+            const ALGS: [&str; 4] = ["SLH-DSA-SHA2-192s", "ML-DSA-87", "ML-DSA-65", "ML-DSA-44"];
+            let p = need("an algorithm (`sign_with: SLH-DSA-SHA2-192s`)")?;
+            let a = p.str("sign_with")?;
+            if !ALGS.contains(&a) {
+                return Err(Diag::at(
+                    p,
+                    format!("sign_with: one of {}", ALGS.join(", ")),
+                ));
+            }
+            Fault::SignWith(a.to_owned())
+        }
         other => {
             return Err(Diag::at(
                 name_node,
@@ -944,6 +1107,21 @@ fn send(n: &Node) -> Result<SendStep, Diag> {
         None => "counterparty".to_owned(),
     };
     m.finish(&["frame", "channel", "template", "faults", "as"])?;
+    let is_nats = matches!(channel, Channel::Nats { .. });
+    for f in &faults {
+        let wrong = match f {
+            Fault::Tls(_) | Fault::FrameHash(_) => is_nats,
+            Fault::ReusedIv => !is_nats,
+            _ => false,
+        };
+        if wrong {
+            let need = if is_nats { "a grpc:" } else { "a nats:" };
+            return Err(Diag::at(
+                n,
+                format!("fault `{}` needs {need} channel", f.name()),
+            ));
+        }
+    }
     Ok(SendStep {
         frame,
         channel,
@@ -1138,6 +1316,8 @@ fn known_audit_event(e: &str) -> bool {
             audit_events::SIGNATURE_CHECKED,
             audit_events::SETTLEMENT_OPERATION,
             audit_events::ERROR,
+            // Verifying → Disputed starts the Terms' dispute procedure (SPEC-II-D-05).
+            "dispute_procedure_started",
         ]
         .contains(&e)
 }
@@ -1170,9 +1350,27 @@ fn expect_audit(n: &Node) -> Result<ExpectAuditStep, Diag> {
         Some(c) => c.bool("chain_verifies")?,
         None => true,
     };
+    // SPEC-IV-B-02: every transition entry complete and replaying the state history.
+    let transitions_complete = match m.opt("transitions_complete") {
+        Some(c) => c.bool("transitions_complete")?,
+        None => false,
+    };
+    if transitions_complete && transaction.is_none() {
+        return Err(Diag::at(
+            n,
+            "`transitions_complete` needs a `transaction` (the agent trail has no transitions)",
+        ));
+    }
     let within = within(&mut m)?;
-    m.finish(&["transaction", "events", "codes", "chain_verifies", "within"])?;
-    if events.is_empty() && codes.is_empty() && !chain_verifies {
+    m.finish(&[
+        "transaction",
+        "events",
+        "codes",
+        "chain_verifies",
+        "transitions_complete",
+        "within",
+    ])?;
+    if events.is_empty() && codes.is_empty() && !chain_verifies && !transitions_complete {
         return Err(Diag::at(
             n,
             "expect_audit checks nothing: give `events`, `codes` or `chain_verifies: true`",
@@ -1183,6 +1381,7 @@ fn expect_audit(n: &Node) -> Result<ExpectAuditStep, Diag> {
         events,
         codes,
         chain_verifies,
+        transitions_complete,
         within,
     })
 }

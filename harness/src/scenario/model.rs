@@ -33,6 +33,8 @@ pub struct Scenario {
     /// Deliberate defects of the reference agent (`mtp_reference_agent::faults`) that must
     /// make this scenario fail: the proof that it can fail (`mtp-cert mutants`).
     pub killed_by: Vec<String>,
+    /// Per-persona deviations of the harness's own Agent servers (`personas:`).
+    pub personas: Vec<PersonaSpec>,
     /// Where the scenario was read from.
     pub file: PathBuf,
     pub line: usize,
@@ -43,6 +45,16 @@ impl Scenario {
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
         self.setup.iter().chain(&self.steps)
     }
+}
+
+/// `personas: {<name>: {tls: <variant>}}`: how a persona's Agent server deviates from the
+/// TLS profile (PROFILE G-37). Only `unbound_certificate` is possible for a server: it
+/// presents a valid self-signed ML-DSA-65 certificate that its DID Document does not name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonaSpec {
+    pub name: String,
+    pub tls: Option<TlsVariant>,
+    pub line: usize,
 }
 
 /// Which ICS list a condition looks at.
@@ -248,6 +260,10 @@ pub struct ControlStep {
     pub capture: Vec<CaptureSpec>,
     /// The action must fail with `kind = "mtp_error"` and one of these codes (empty: any).
     pub expect_error: Option<Vec<u16>>,
+    /// Sent without waiting for its result: the step passes once the request is on its way
+    /// and later steps observe the effects (an action that blocks until a protocol exchange
+    /// with the harness ends, e.g. `supersede`). No `capture`, no `expect_error`.
+    pub background: bool,
 }
 
 /// gRPC services of the wire profile (`protocol/wire/mtp/v1/*.proto`).
@@ -343,10 +359,102 @@ pub enum Fault {
     DelayMs(u64),
     /// Do not answer the IUT's next message.
     DropReply,
+    /// Send over a fresh MTPSync connection with this deviant TLS profile (PROFILE G-37);
+    /// the IUT must refuse the connection (observed as a refusal with code 0109).
+    Tls(TlsVariant),
+    /// NATS only: seal with the same content key and IVs as the persona's previous envelope
+    /// (BIND VI-D; PROFILE G-40: the IUT refuses the repeated (key, IV) with 0104).
+    ReusedIv,
+    /// gRPC only: the frame `hash` is computed with this algorithm instead of SHA-256
+    /// (SPEC VII-A, VIII; PROFILE G-09, G-41: refused with 0108).
+    FrameHash(FrameHashAlg),
+    /// gRPC `mtp-version` metadata of this call instead of `1.0.0` (PROFILE G-49); empty:
+    /// no `mtp-version` at all.
+    ProtocolVersion(String),
+    /// gRPC `mtp-alg-profile-bin` metadata of this call: the persona's Algorithm Support
+    /// Profile (PROFILE G-38), `(function, labels)`; functions not given list the baseline.
+    AlgProfile(Vec<(String, Vec<String>)>),
+    /// Sign with a persona key of this algorithm (`SLH-DSA-SHA2-192s`, `ML-DSA-87`, ...)
+    /// that the persona's DID Document does not hold.
+    SignWith(String),
+}
+
+/// The deviant TLS profiles of the `tls` send fault (PROFILE G-37).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVariant {
+    /// No client certificate (BIND-V-A-02, BIND-V-A-04).
+    NoClientCertificate,
+    /// A valid self-signed ML-DSA-65 certificate that the persona's DID Document does not
+    /// name (BIND-V-A-05).
+    UnboundCertificate,
+    /// TLS 1.2 only (BIND-V-A-01).
+    Tls12Only,
+    /// `TLS_AES_128_GCM_SHA256` only (SPEC-VIII-A-09).
+    Aes128Only,
+    /// `TLS_CHACHA20_POLY1305_SHA256` only (SPEC-VIII-A-09).
+    Chacha20Only,
+    /// Key exchange X25519 only (pre-quantum ECDH, SPEC-VIII-A-05).
+    X25519Only,
+    /// Key exchange X25519MLKEM768 only (hybrid with ECDH, refused by PROFILE G-37).
+    HybridOnly,
+    /// HTTP/2 without TLS (SPEC-VII-A-03).
+    Plaintext,
+}
+
+impl TlsVariant {
+    pub const ALL: [TlsVariant; 8] = [
+        TlsVariant::NoClientCertificate,
+        TlsVariant::UnboundCertificate,
+        TlsVariant::Tls12Only,
+        TlsVariant::Aes128Only,
+        TlsVariant::Chacha20Only,
+        TlsVariant::X25519Only,
+        TlsVariant::HybridOnly,
+        TlsVariant::Plaintext,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVariant::NoClientCertificate => "no_client_certificate",
+            TlsVariant::UnboundCertificate => "unbound_certificate",
+            TlsVariant::Tls12Only => "tls12_only",
+            TlsVariant::Aes128Only => "aes128_only",
+            TlsVariant::Chacha20Only => "chacha20_only",
+            TlsVariant::X25519Only => "x25519_only",
+            TlsVariant::HybridOnly => "hybrid_only",
+            TlsVariant::Plaintext => "plaintext",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<TlsVariant> {
+        TlsVariant::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+/// Hash algorithms of the `frame_hash` send fault (not SHA-256, PROFILE G-09).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameHashAlg {
+    Sha3_256,
+    Sha512_256,
+}
+
+impl FrameHashAlg {
+    pub const ALL: [FrameHashAlg; 2] = [FrameHashAlg::Sha3_256, FrameHashAlg::Sha512_256];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameHashAlg::Sha3_256 => "sha3_256",
+            FrameHashAlg::Sha512_256 => "sha512_256",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<FrameHashAlg> {
+        FrameHashAlg::ALL.into_iter().find(|v| v.name() == s)
+    }
 }
 
 impl Fault {
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 25] = [
         "missing_signature",
         "bad_signature",
         "wrong_algorithm",
@@ -366,6 +474,12 @@ impl Fault {
         "wrong_state",
         "delay_ms",
         "drop_reply",
+        "tls",
+        "reused_iv",
+        "frame_hash",
+        "protocol_version",
+        "alg_profile",
+        "sign_with",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -389,6 +503,12 @@ impl Fault {
             Fault::WrongState => "wrong_state",
             Fault::DelayMs(_) => "delay_ms",
             Fault::DropReply => "drop_reply",
+            Fault::Tls(_) => "tls",
+            Fault::ReusedIv => "reused_iv",
+            Fault::FrameHash(_) => "frame_hash",
+            Fault::ProtocolVersion(_) => "protocol_version",
+            Fault::AlgProfile(_) => "alg_profile",
+            Fault::SignWith(_) => "sign_with",
         }
     }
 
@@ -396,7 +516,10 @@ impl Fault {
     pub fn is_signature_fault(&self) -> bool {
         matches!(
             self,
-            Fault::MissingSignature | Fault::BadSignature | Fault::WrongAlgorithm
+            Fault::MissingSignature
+                | Fault::BadSignature
+                | Fault::WrongAlgorithm
+                | Fault::SignWith(_)
         )
     }
 }
@@ -409,6 +532,17 @@ impl fmt::Display for Fault {
             Fault::MalformedUuid { field: Some(p) } => write!(f, "malformed_uuid({p})"),
             Fault::ReusedUuid { from: Some(v) } => write!(f, "reused_uuid(${{{v}}})"),
             Fault::DelayMs(ms) => write!(f, "delay_ms({ms})"),
+            Fault::ProtocolVersion(v) => write!(f, "protocol_version({v:?})"),
+            Fault::AlgProfile(p) => {
+                let parts: Vec<String> = p
+                    .iter()
+                    .map(|(k, v)| format!("{k}: [{}]", v.join(", ")))
+                    .collect();
+                write!(f, "alg_profile({{{}}})", parts.join("; "))
+            }
+            Fault::SignWith(a) => write!(f, "sign_with({a})"),
+            Fault::Tls(v) => write!(f, "tls({})", v.name()),
+            Fault::FrameHash(a) => write!(f, "frame_hash({})", a.name()),
             other => f.write_str(other.name()),
         }
     }
@@ -506,6 +640,10 @@ pub struct ExpectAuditStep {
     pub codes: Vec<u16>,
     /// The hash chain must verify (default true).
     pub chain_verifies: bool,
+    /// Every transition entry has a timestamp, its G-18 triggering event and the Agents'
+    /// DIDs, and the transition entries replay the transaction's history (SPEC-IV-B-02;
+    /// checked by the live executor, `live::audit_chain::check_transitions`). Default false.
+    pub transitions_complete: bool,
     pub within: Option<Duration>,
 }
 
@@ -552,6 +690,9 @@ pub enum VectorOp {
     Parse,
     Sign,
     Verify,
+    /// `codec_verify` of the vector's object given in JSON form (BIND-IV-C-03; PROFILE
+    /// G-27); only when listed, not part of [`VectorOp::ALL`].
+    Json,
 }
 
 impl VectorOp {
@@ -567,10 +708,14 @@ impl VectorOp {
             VectorOp::Parse => "parse",
             VectorOp::Sign => "sign",
             VectorOp::Verify => "verify",
+            VectorOp::Json => "json",
         }
     }
     pub fn from_name(s: &str) -> Option<VectorOp> {
-        VectorOp::ALL.into_iter().find(|o| o.name() == s)
+        VectorOp::ALL
+            .into_iter()
+            .chain([VectorOp::Json])
+            .find(|o| o.name() == s)
     }
 }
 
@@ -585,7 +730,7 @@ pub struct CheckVectorsStep {
 }
 
 /// Actions of the test-control contract (`protocol/wire/control.cddl`, `action-name`).
-pub const CONTROL_ACTIONS: [&str; 29] = [
+pub const CONTROL_ACTIONS: &[&str] = &[
     "hello",
     "reset",
     "provision",
@@ -594,6 +739,7 @@ pub const CONTROL_ACTIONS: [&str; 29] = [
     "publish_manifest",
     "publish_offer",
     "revoke_offer",
+    "modify_offer",
     "create_request",
     "query_index",
     "set_policy",
@@ -609,6 +755,7 @@ pub const CONTROL_ACTIONS: [&str; 29] = [
     "attribute",
     "revoke_credential",
     "delegate",
+    "update_did",
     "transaction",
     "audit",
     "codec_encode",

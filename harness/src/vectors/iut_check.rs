@@ -356,7 +356,13 @@ pub async fn check_iut_in<C: ControlInvoker>(
             continue;
         };
         for &op in ops {
-            if !op_name_listed(&codec, op) {
+            // The JSON check applies to every vector that has a verify check.
+            let listed = if op == VectorOp::Json {
+                VectorOp::Verify
+            } else {
+                op
+            };
+            if !op_name_listed(&codec, listed) {
                 continue;
             }
             let check = match op {
@@ -364,6 +370,10 @@ pub async fn check_iut_in<C: ControlInvoker>(
                 VectorOp::Parse => parse(c, &v, &codec).await,
                 VectorOp::Sign => sign(c, &mut session, &v, &codec).await,
                 VectorOp::Verify => verify(dir, c, &mut session, &v, &codec).await?,
+                VectorOp::Json => match json_verify(dir, c, &mut session, &v, &codec).await? {
+                    Some(check) => check,
+                    None => continue,
+                },
             };
             if let Some(what) = c.transport.take() {
                 return Err(VectorError::Iut { what });
@@ -890,4 +900,272 @@ async fn verify<C: ControlInvoker>(
             )
         }
     })
+}
+
+// ---- JSON form (BIND-IV-C-03; PROFILE G-27) ------------------------------------------------
+
+/// The schema-directed JSON form of a corpus object (PROFILE G-27), by codec type; `None`
+/// when the object has none that converts back to the same deterministic CBOR (a byte
+/// string inside an open map has no hint, PROFILE G-27).
+fn json_form(ty: &str, bytes: &[u8]) -> Option<Json> {
+    use mtp_protocol::primitives::CborObject;
+    use mtp_protocol::primitives::json::{from_json, to_json};
+    fn of<T: CborObject>(b: &[u8]) -> Option<Json> {
+        let j = T::from_cbor(b).ok().and_then(|o| to_json(&o).ok())?;
+        let back = from_json::<T>(&j).ok()?.try_to_cbor().ok()?;
+        (back == b).then_some(j)
+    }
+    match ty {
+        "offer" => of::<mtp_protocol::primitives::Offer>(bytes),
+        "request" => of::<mtp_protocol::primitives::Request>(bytes),
+        "terms" => of::<mtp_protocol::primitives::Terms>(bytes),
+        "receipt" => of::<mtp_protocol::primitives::Receipt>(bytes),
+        "mandate" => of::<mtp_protocol::commitment::Mandate>(bytes),
+        "manifest" => of::<mtp_protocol::discovery::CapabilityManifest>(bytes),
+        "offer_revocation" => of::<mtp_protocol::discovery::OfferRevocation>(bytes),
+        "attribution_record" => of::<mtp_protocol::attribution::AttributionRecord>(bytes),
+        "mtp_error" => of::<mtp_protocol::error_record::MtpErrorRecord>(bytes),
+        "notification" => of::<mtp_protocol::error_record::Notification>(bytes),
+        "dispute_initiation_record" => {
+            of::<mtp_protocol::verification::DisputeInitiationRecord>(bytes)
+        }
+        _ => None,
+    }
+}
+
+/// JSON text of `j` that differs from every canonical spelling: object members in reverse
+/// key order (deterministic CBOR orders them bytewise), spaces, and the first ASCII
+/// alphanumeric character of every string written as a `\uXXXX` escape.
+fn unusual_json_text(j: &Json) -> String {
+    fn string(s: &str) -> String {
+        let plain = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        match s.chars().next() {
+            Some(c) if c.is_ascii_alphanumeric() => {
+                format!("\"\\u{:04x}{}", u32::from(c), &plain[2..])
+            }
+            _ => plain,
+        }
+    }
+    match j {
+        Json::String(s) => string(s),
+        Json::Array(items) => {
+            let inner: Vec<String> = items.iter().map(unusual_json_text).collect();
+            format!("[ {} ]", inner.join(" , "))
+        }
+        Json::Object(m) => {
+            let inner: Vec<String> = m
+                .iter()
+                .rev()
+                .map(|(k, v)| format!("{} : {}", string(k), unusual_json_text(v)))
+                .collect();
+            format!("{{ {} }}", inner.join(" , "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `codec_verify {type, json}` (BIND-IV-C-03): the vector's valid object in JSON form, spelt
+/// unlike any canonical form, must verify — after conversion to deterministic CBOR, whose
+/// bytes (`cbor` in the result, when given) must be the corpus bytes — and the same JSON
+/// with a member added after signing must be refused. `None`: no JSON check for this
+/// vector (an invalid signature, or a type without a schema-directed JSON form).
+async fn json_verify<C: ControlInvoker>(
+    dir: &Path,
+    c: &mut C,
+    s: &mut Session,
+    v: &Loaded,
+    codec: &Json,
+) -> Result<Option<VectorCheck>, VectorError> {
+    let op = VectorOp::Json;
+    let (ty, ext) = codec_type(codec);
+    let Some(bytes) = v.bytes.clone() else {
+        return Ok(Some(missing_bytes(&v.id, op)));
+    };
+    let spec = codec.get("verify").cloned().unwrap_or(Json::Null);
+    if !spec.get("ok").and_then(Json::as_bool).unwrap_or(true) {
+        return Ok(None);
+    }
+    let Some(json) = json_form(&ty, &bytes) else {
+        return Ok(None);
+    };
+    let mut key_args = Vec::new();
+    if let Some(pk) = spec.get("public_key") {
+        let alg = pk.get("alg").and_then(Json::as_str).unwrap_or_default();
+        let key = pk
+            .get("key")
+            .and_then(Json::as_str)
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_default();
+        key_args.push((
+            "public_key",
+            map(vec![("alg", Value::text(alg)), ("key", Value::Bytes(key))]),
+        ));
+    }
+    if let Some(peers) = spec.get("peers").and_then(Json::as_array) {
+        for p in peers.iter().filter_map(Json::as_str) {
+            if s.peers.contains(p) {
+                continue;
+            }
+            let path = dir.join(format!("{p}.json"));
+            let doc = read_json(&path)?;
+            let document = doc
+                .pointer("/expected/did_document")
+                .ok_or_else(|| corpus_err(&path, "no did_document"))?;
+            let text =
+                serde_json::to_string(document).map_err(|e| corpus_err(&path, e.to_string()))?;
+            match c
+                .invoke("add_peer", map(vec![("document", Value::text(text))]))
+                .await
+            {
+                Ok(_) => {
+                    s.peers.insert(p.to_owned());
+                }
+                Err(e) => {
+                    let status = if e.unsupported() {
+                        CheckStatus::Unsupported
+                    } else {
+                        CheckStatus::Failed
+                    };
+                    return Ok(Some(VectorCheck::new(
+                        &v.id,
+                        op,
+                        status,
+                        format!("add_peer {p}: {e}"),
+                    )));
+                }
+            }
+        }
+    }
+    let call = |text: String| {
+        let mut args = vec![
+            ("type", Value::text(ty.as_str())),
+            ("json", Value::text(text)),
+        ];
+        args.extend(key_args.iter().cloned());
+        map(args)
+    };
+    let r = match c
+        .invoke("codec_verify", call(unusual_json_text(&json)))
+        .await
+    {
+        Err(e) => {
+            return Ok(Some(refused_check(
+                &v.id,
+                op,
+                &e,
+                ext,
+                "codec_verify of the JSON form failed",
+            )));
+        }
+        Ok(r) => r,
+    };
+    if r.get("ok").and_then(Value::as_bool) != Some(true) {
+        let code = r.get("code").and_then(Value::as_u64);
+        return Ok(Some(VectorCheck::new(
+            &v.id,
+            op,
+            CheckStatus::Failed,
+            format!(
+                "the valid object in JSON form was refused (code {code:?}): it must be converted to deterministic CBOR before verification"
+            ),
+        )));
+    }
+    if let Some(det) = r.get("cbor").and_then(Value::as_bytes)
+        && det != bytes.as_slice()
+    {
+        return Ok(Some(VectorCheck::new(
+            &v.id,
+            op,
+            CheckStatus::Failed,
+            "the CBOR kept from the JSON form is not the deterministic encoding of the object",
+        )));
+    }
+    let mut tampered = json.clone();
+    if let Json::Object(m) = &mut tampered {
+        m.insert(
+            "x-json-tampered".into(),
+            Json::String("added after signing".into()),
+        );
+    }
+    let r = match c
+        .invoke("codec_verify", call(unusual_json_text(&tampered)))
+        .await
+    {
+        Err(e) => {
+            return Ok(Some(refused_check(
+                &v.id,
+                op,
+                &e,
+                ext,
+                "codec_verify of the tampered JSON form failed",
+            )));
+        }
+        Ok(r) => r,
+    };
+    let code = r.get("code").and_then(Value::as_u64);
+    Ok(Some(
+        if r.get("ok").and_then(Value::as_bool) == Some(false) {
+            VectorCheck::new(
+                &v.id,
+                op,
+                CheckStatus::Passed,
+                format!("JSON form verified; tampered JSON form refused ({code:?})"),
+            )
+        } else {
+            VectorCheck::new(
+                &v.id,
+                op,
+                CheckStatus::Failed,
+                "a JSON form with a member added after signing was accepted",
+            )
+        },
+    ))
+}
+
+#[cfg(test)]
+mod json_form_tests {
+    use super::*;
+    use mtp_protocol::primitives::json::from_json;
+
+    /// Every valid signed corpus object survives its unusual JSON spelling: parsed back
+    /// schema-directed, it re-encodes to the corpus bytes (PROFILE G-27).
+    #[test]
+    fn unusual_json_round_trips_to_the_corpus_bytes() {
+        fn back<T: mtp_protocol::primitives::CborObject>(j: &Json) -> Vec<u8> {
+            from_json::<T>(j).unwrap().try_to_cbor().unwrap()
+        }
+        let dir = default_corpus();
+        for (id, ty) in [
+            ("signatures/offer-mldsa65", "offer"),
+            ("signatures/request-mldsa87", "request"),
+            ("signatures/mandate-mldsa65", "mandate"),
+        ] {
+            let v = load(&dir, id).unwrap();
+            let bytes = v.bytes.unwrap();
+            let json = json_form(ty, &bytes).unwrap();
+            let text = unusual_json_text(&json);
+            let parsed: Json = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                parsed, json,
+                "{id}: the unusual spelling is the same JSON value"
+            );
+            let det = match ty {
+                "offer" => back::<mtp_protocol::primitives::Offer>(&parsed),
+                "request" => back::<mtp_protocol::primitives::Request>(&parsed),
+                _ => back::<mtp_protocol::commitment::Mandate>(&parsed),
+            };
+            if det != bytes {
+                let a = mtp_protocol::cbor::from_slice(&det).unwrap();
+                let b = mtp_protocol::cbor::from_slice(&bytes).unwrap();
+                let (a, b) = (format!("{a:?}"), format!("{b:?}"));
+                let i = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+                let lo = i.saturating_sub(200);
+                panic!(
+                    "{id}: differs at {i}: {} != {}",
+                    &a[lo..(i + 100).min(a.len())],
+                    &b[lo..(i + 100).min(b.len())]
+                );
+            }
+        }
+    }
 }

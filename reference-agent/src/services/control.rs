@@ -66,6 +66,7 @@ pub const LAYER_ACTIONS: &[&str] = &[
     "publish_manifest",
     "publish_offer",
     "revoke_offer",
+    "modify_offer",
     "create_request",
     "query_index",
     "set_policy",
@@ -80,6 +81,7 @@ pub const LAYER_ACTIONS: &[&str] = &[
     "resolve_dispute",
     "attribute",
     "revoke_credential",
+    "update_did",
 ];
 
 /// Actions handled here first and then offered to every layer.
@@ -264,7 +266,15 @@ pub async fn dispatch(agent: &Agent, action: &str, args: &Value) -> ControlResul
         }
         "add_peer" => {
             let r = add_peer(agent, args)?;
-            broadcast(agent, action, args, r).await
+            let r = broadcast(agent, action, args, r).await;
+            // Algorithm Negotiation over MTPAsync with the new peer (BIND-X-I01; G-38).
+            if r.is_ok()
+                && let Some(doc) = args.get("document").and_then(Value::as_text)
+                && let Err(e) = crate::transport::nats::alg::announce(agent, doc).await
+            {
+                tracing::warn!(error = %e, "alg_profile announcement failed");
+            }
+            r
         }
         "transaction" => transaction(agent, args),
         "audit" => audit(agent, args),
@@ -827,6 +837,47 @@ mod codec {
             .find_map(|(_, alg, bytes)| PublicKey::from_bytes(alg, &bytes).ok())
     }
 
+    /// The object of `codec_verify`: from `cbor`, or from `json` — the object's JSON form
+    /// (text), converted schema-directed to deterministic CBOR before anything is verified
+    /// (BIND-IV-C-03; PROFILE G-27: JSON is never signed). Malformed → the refusal code.
+    fn object_to_verify<T: CborObject>(
+        agent: &Agent,
+        args: &Value,
+    ) -> Result<Result<T, ErrorCode>, ControlError> {
+        let Some(j) = args.get("json") else {
+            return Ok(T::from_cbor(bytes_arg(args, "cbor")?).map_err(|e| e.code()));
+        };
+        let text = j
+            .as_text()
+            .ok_or_else(|| ControlError::BadArgs("json must be a text string".into()))?;
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+            return Ok(Err(ErrorCode::SerializationMismatch));
+        };
+        // Defect: the generic RFC 8949 §6 conversion (byte strings stay text, no tags).
+        if agent.fault("json-generic-conversion") {
+            return Ok(cbor::json::from_json(&json)
+                .map_err(|e| e.code())
+                .and_then(|v| T::from_value(&v).map_err(|e| e.code())));
+        }
+        Ok(mtp_protocol::primitives::json::from_json::<T>(&json).map_err(|e| e.code()))
+    }
+
+    /// Defect `json-unverified`: an object given in JSON form is accepted unverified.
+    fn json_unverified<T: CborObject>(agent: &Agent, args: &Value, obj: &T) -> Option<Value> {
+        (args.get("json").is_some() && agent.fault("json-unverified")).then(|| verified(args, obj))
+    }
+
+    /// `{ok: true}`; for a JSON input also `cbor`, the deterministic form kept (BIND-IV-C-03).
+    fn verified<T: CborObject>(args: &Value, obj: &T) -> Value {
+        let mut out = vec![("ok", Value::Bool(true))];
+        if args.get("json").is_some()
+            && let Ok(bytes) = obj.try_to_cbor()
+        {
+            out.push(("cbor", Value::Bytes(bytes)));
+        }
+        map(out)
+    }
+
     fn single<T: SingleSigned>(agent: &Agent, op: Op, args: &Value) -> ControlResult {
         match op {
             Op::Encode => encode::<T>(args),
@@ -844,10 +895,13 @@ mod codec {
                 Ok(map(vec![("cbor", Value::Bytes(bytes))]))
             }
             Op::Verify => {
-                let obj = match T::from_cbor(bytes_arg(args, "cbor")?) {
+                let obj = match object_to_verify::<T>(agent, args)? {
                     Ok(o) => o,
-                    Err(e) => return Ok(not_ok(e.code())),
+                    Err(code) => return Ok(not_ok(code)),
                 };
+                if let Some(done) = json_unverified(agent, args, &obj) {
+                    return Ok(done);
+                }
                 let kid = obj.signature().and_then(|s| s.key_id.clone());
                 let key = match (explicit_key(args)?, document(args)?) {
                     (Some(k), _) => k,
@@ -872,7 +926,7 @@ mod codec {
                     },
                 };
                 Ok(match obj.verify_signature(&key) {
-                    Ok(()) => map(vec![("ok", Value::Bool(true))]),
+                    Ok(()) => verified(args, &obj),
                     Err(e) => not_ok(e.code()),
                 })
             }
@@ -906,10 +960,13 @@ mod codec {
                 Ok(map(vec![("cbor", Value::Bytes(bytes))]))
             }
             Op::Verify => {
-                let obj = match T::from_cbor(bytes_arg(args, "cbor")?) {
+                let obj = match object_to_verify::<T>(agent, args)? {
                     Ok(o) => o,
-                    Err(e) => return Ok(not_ok(e.code())),
+                    Err(code) => return Ok(not_ok(code)),
                 };
+                if let Some(done) = json_unverified(agent, args, &obj) {
+                    return Ok(done);
+                }
                 let explicit = explicit_key(args)?;
                 let doc = document(args)?;
                 let resolve = |did: &str, kid: Option<&str>| -> Option<PublicKey> {
@@ -925,7 +982,7 @@ mod codec {
                     agent.assertion_key(kid.unwrap_or(did)).ok()
                 };
                 Ok(match obj.verify_signatures(resolve) {
-                    Ok(()) => map(vec![("ok", Value::Bool(true))]),
+                    Ok(()) => verified(args, &obj),
                     Err(e) => not_ok(e.code()),
                 })
             }
