@@ -100,7 +100,8 @@ impl DryRunExecutor {
                         .map(|(_, s)| (s.name.clone(), s.path.clone())),
                 ),
                 (StepKind::Control(_), CaptureRoot::Control)
-                | (StepKind::Expect(_), CaptureRoot::Received) => break,
+                | (StepKind::Expect(_), CaptureRoot::Received)
+                | (StepKind::Send(_), CaptureRoot::Sent) => break,
                 _ => {}
             }
         }
@@ -144,7 +145,29 @@ impl StepExecutor for DryRunExecutor {
                 }
                 Observation::Control(Ok(result))
             }
-            Action::Send { .. } => Observation::Sent,
+            Action::Send { frame, body, .. } => {
+                // The body as a conforming executor would complete it: every path a later
+                // `capture: sent.…` reads gets a placeholder.
+                let mut sent = Value::map([
+                    ("type", Value::text(frame)),
+                    ("body", body.clone()),
+                ]);
+                let wanted = self.wanted(index, CaptureRoot::Sent);
+                if wanted.is_empty() {
+                    return StepReport::observed(Observation::Sent);
+                }
+                for (name, path) in wanted {
+                    if path.root() != Some("type") && path.lookup(&sent).is_none() {
+                        put_path(&mut sent, &path.0, placeholder(&name));
+                    }
+                }
+                let body = ValuePath(vec![PathSeg::Key("body".into())])
+                    .lookup(&sent)
+                    .cloned();
+                let mut report = StepReport::observed(Observation::Sent);
+                report.sent = body;
+                return report;
+            }
             Action::Expect {
                 expectation,
                 channel,
