@@ -314,3 +314,38 @@ impl Shared {
         self.drop_next.swap(false, Ordering::SeqCst)
     }
 }
+
+/// One unary MTPSync call `service`/`method` (PROFILE G-09) with the harness's message
+/// size limits; an unknown Agent method is `Notify`, an unknown Index method `Publish`.
+pub async fn unary_call(
+    channel: tonic::transport::Channel,
+    service: crate::scenario::GrpcService,
+    method: &str,
+    req: tonic::Request<pb::Frame>,
+) -> Result<tonic::Response<pb::Frame>, tonic::Status> {
+    use crate::scenario::GrpcService;
+    match service {
+        GrpcService::Agent => {
+            let mut c = pb::agent_client::AgentClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            match method {
+                "ResolveDid" => c.resolve_did(req).await,
+                "Settle" => c.settle(req).await,
+                "Deliver" => c.deliver(req).await,
+                "Verify" => c.verify(req).await,
+                _ => c.notify(req).await,
+            }
+        }
+        GrpcService::Index => {
+            let mut c = pb::index_client::IndexClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            match method {
+                "Query" => c.query(req).await,
+                "Revoke" => c.revoke(req).await,
+                _ => c.publish(req).await,
+            }
+        }
+    }
+}

@@ -1459,32 +1459,7 @@ impl LiveExecutor {
             framing::set_version(req.metadata_mut());
             super::faults::apply_metadata(req.metadata_mut(), &metadata);
             req.set_timeout(limit);
-            let fut = async {
-                match service {
-                    GrpcService::Agent => {
-                        let mut c = pb::agent_client::AgentClient::new(channel)
-                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                        match method.as_str() {
-                            "ResolveDid" => c.resolve_did(req).await,
-                            "Settle" => c.settle(req).await,
-                            "Deliver" => c.deliver(req).await,
-                            "Verify" => c.verify(req).await,
-                            _ => c.notify(req).await,
-                        }
-                    }
-                    GrpcService::Index => {
-                        let mut c = pb::index_client::IndexClient::new(channel)
-                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                        match method.as_str() {
-                            "Query" => c.query(req).await,
-                            "Revoke" => c.revoke(req).await,
-                            _ => c.publish(req).await,
-                        }
-                    }
-                }
-            };
+            let fut = super::channels::unary_call(channel, service, &method, req);
             match tokio::time::timeout(limit, fut).await {
                 Ok(Ok(r)) => shared.inbox.push(&key, Inbound::Frame(r.into_inner().cbor)),
                 Ok(Err(s)) => shared.inbox.push(&key, status_item(&s)),

@@ -419,32 +419,7 @@ pub async fn send(
         let mut req = tonic::Request::new(pb::Frame { cbor: bytes });
         framing::set_version(req.metadata_mut());
         req.set_timeout(limit);
-        let fut = async {
-            match service {
-                GrpcService::Agent => {
-                    let mut c = pb::agent_client::AgentClient::new(channel)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                    match method.as_str() {
-                        "ResolveDid" => c.resolve_did(req).await,
-                        "Settle" => c.settle(req).await,
-                        "Deliver" => c.deliver(req).await,
-                        "Verify" => c.verify(req).await,
-                        _ => c.notify(req).await,
-                    }
-                }
-                GrpcService::Index => {
-                    let mut c = pb::index_client::IndexClient::new(channel)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                    match method.as_str() {
-                        "Query" => c.query(req).await,
-                        "Revoke" => c.revoke(req).await,
-                        _ => c.publish(req).await,
-                    }
-                }
-            }
-        };
+        let fut = super::channels::unary_call(channel, service, &method, req);
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(r)) => push(Some(Inbound::Frame(r.into_inner().cbor))),
             Ok(Err(s)) => push(status_outcome(variant, &s)),

@@ -148,10 +148,7 @@ impl StepExecutor for DryRunExecutor {
             Action::Send { frame, body, .. } => {
                 // The body as a conforming executor would complete it: every path a later
                 // `capture: sent.…` reads gets a placeholder.
-                let mut sent = Value::map([
-                    ("type", Value::text(frame)),
-                    ("body", body.clone()),
-                ]);
+                let mut sent = Value::map([("type", Value::text(frame)), ("body", body.clone())]);
                 let wanted = self.wanted(index, CaptureRoot::Sent);
                 if wanted.is_empty() {
                     return StepReport::observed(Observation::Sent);
