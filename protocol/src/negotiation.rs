@@ -43,7 +43,8 @@ const NEGOTIATION_ID_HINT: Hint = Hint {
     path: "negotiation_id",
     kind: Kind::Uuid,
 };
-const PROPOSAL_OWN_HINTS: &[Hint] = &[
+/// A Proposal's own JSON hints (its `terms` take the Terms hints; PROFILE G-27).
+pub(crate) const PROPOSAL_OWN_HINTS: &[Hint] = &[
     NEGOTIATION_ID_HINT,
     Hint {
         path: "timestamp",
@@ -51,7 +52,8 @@ const PROPOSAL_OWN_HINTS: &[Hint] = &[
     },
     SIGNATURE_HINT,
 ];
-const ACCEPTANCE_HINTS: &[Hint] = &[
+/// An Acceptance's JSON hints (PROFILE G-27).
+pub(crate) const ACCEPTANCE_HINTS: &[Hint] = &[
     NEGOTIATION_ID_HINT,
     Hint {
         path: "accepted",

@@ -551,7 +551,15 @@ impl CborObject for Terms {
     }
 
     fn json_hints() -> &'static [Hint] {
-        TERMS_HINTS
+        // The negotiation log holds signed rounds (proposals with a partial mtp-terms, and
+        // acceptances; PROFILE G-10, G-27).
+        static H: std::sync::OnceLock<Vec<Hint>> = std::sync::OnceLock::new();
+        H.get_or_init(|| {
+            let mut own = crate::negotiation::PROPOSAL_OWN_HINTS.to_vec();
+            own.extend_from_slice(crate::negotiation::ACCEPTANCE_HINTS);
+            let entry = crate::primitives::json::compose_hints(&own, &[("terms", TERMS_HINTS)]);
+            crate::primitives::json::compose_hints(TERMS_HINTS, &[("negotiation_log[]", &entry)])
+        })
     }
 }
 
